@@ -1,0 +1,182 @@
+package blockdev
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+)
+
+// Align is the memory alignment, in bytes, that every buffer passed to
+// ReadAt, WriteAt and WriteAtFUA must have: the address of p[0] must be a
+// multiple of Align. Buffers from a Pool always satisfy it. It is at least
+// the memory alignment O_DIRECT needs on every device Open accepts.
+const Align = 4096
+
+// Device reads and writes whole logical blocks of a LUN's backing store.
+//
+// Every call with data takes a buffer p whose start is aligned to Align (use
+// Pool buffers) and an offset off; off and len(p) must be multiples of the
+// device's block size, and [off, off+len(p)) must lie inside [0, Size()).
+// A call that breaks these rules fails with ErrAlignment or ErrOutOfRange
+// and transfers nothing. len(p) == 0 is a successful no-op.
+//
+// ReadAt and WriteAt transfer all of p or return an error; n is the number
+// of bytes transferred before the error.
+//
+// Durability: when WriteAt returns without error, the data is in the device
+// (or file): every later ReadAt sees it, but it may still sit in a volatile
+// write cache and be lost on power failure. It is durable once a Flush that
+// was called after the WriteAt returned has itself returned without error.
+// Writes that run concurrently with a Flush may or may not be covered by it.
+//
+// All methods are safe for concurrent use. Concurrent calls on disjoint
+// ranges do not affect each other; the result of concurrent writes to
+// overlapping ranges, or of a read concurrent with a write of the same
+// range, is unspecified (it may mix old and new data, even inside a block).
+type Device interface {
+	// ReadAt reads len(p) bytes at byte offset off.
+	ReadAt(p []byte, off int64) (int, error)
+	// WriteAt writes p at byte offset off. The data is visible to reads
+	// when WriteAt returns, and durable after the next successful Flush.
+	WriteAt(p []byte, off int64) (int, error)
+	// Flush makes durable every write (and discard) that returned before
+	// Flush was called (fdatasync on a File). An error means durability of
+	// those writes is unknown; callers must treat the device as failed.
+	Flush() error
+	// Size returns the device's capacity in bytes, a multiple of its block
+	// size. It does not change while the device is open.
+	Size() int64
+	// Close waits for calls in flight, makes completed writes durable as
+	// Flush does, and releases the device. It returns the flush error, if
+	// any. Later calls fail with ErrClosed.
+	Close() error
+}
+
+// FUAWriter is implemented by devices that can write with Force Unit Access.
+type FUAWriter interface {
+	// WriteAtFUA is WriteAt whose data is durable when it returns without
+	// error (SBC-3 FUA). It makes no promise about other writes.
+	WriteAtFUA(p []byte, off int64) (int, error)
+}
+
+// Discarder is implemented by devices that can deallocate ranges.
+type Discarder interface {
+	// Discard deallocates [off, off+n) (SBC-3 UNMAP / WRITE SAME with
+	// UNMAP). off and n must be multiples of the block size. When Discard
+	// returns without error the range reads as zeros; like a write, the
+	// change is durable after the next successful Flush.
+	Discard(off, n int64) error
+}
+
+// Sentinel errors. Errors returned by this package wrap one of these (or an
+// errno such as unix.EIO, which matches fs.ErrNotExist or fs.ErrPermission
+// where relevant); test them with errors.Is.
+var (
+	// ErrInvalidOptions: Options failed validation.
+	ErrInvalidOptions = errors.New("invalid options")
+	// ErrNoDirectIO: the filesystem does not do real O_DIRECT I/O.
+	ErrNoDirectIO = errors.New("filesystem does not support O_DIRECT")
+	// ErrNotFileOrDevice: the path is neither a regular file nor a block device.
+	ErrNotFileOrDevice = errors.New("not a regular file or block device")
+	// ErrBadSize: the backing store's size is zero or not a whole number of blocks.
+	ErrBadSize = errors.New("unusable size")
+	// ErrSizeMismatch: the backing store's size differs from Options.Size.
+	ErrSizeMismatch = errors.New("size differs from configured size")
+	// ErrBlockSize: the device cannot do O_DIRECT I/O in units of Options.BlockSize.
+	ErrBlockSize = errors.New("block size not supported by device")
+	// ErrInUse: another process (or another Open in this one) holds the backing store.
+	ErrInUse = errors.New("backing store in use")
+	// ErrReadOnly: a write or discard on a device opened read-only.
+	ErrReadOnly = errors.New("device is read-only")
+	// ErrClosed: a call on a closed device.
+	ErrClosed = errors.New("device is closed")
+	// ErrAlignment: a buffer, offset or length breaks the alignment rules.
+	ErrAlignment = errors.New("misaligned I/O")
+	// ErrOutOfRange: an I/O reaches outside [0, Size()).
+	ErrOutOfRange = errors.New("I/O out of range")
+	// ErrFlushFailed: a flush failed, now or earlier. Once a flush has
+	// failed the device never again reports writes as durable.
+	ErrFlushFailed = errors.New("flush failed")
+	// ErrInjected is the default error a Faulty injects.
+	ErrInjected = errors.New("injected fault")
+)
+
+// aligned reports whether p starts at a multiple of Align.
+func aligned(p []byte) bool {
+	return uintptr(unsafe.Pointer(unsafe.SliceData(p)))&(Align-1) == 0
+}
+
+// checkIO validates one data transfer against a device of the given size
+// and block-size mask (block size - 1). It allocates only when it fails.
+func checkIO(p []byte, off, size int64, bmask int64) error {
+	n := int64(len(p))
+	if off < 0 || off > size-n {
+		return fmt.Errorf("%w: offset %d length %d, device size %d", ErrOutOfRange, off, n, size)
+	}
+	if off&bmask != 0 || n&bmask != 0 {
+		return fmt.Errorf("%w: offset %d length %d not multiples of block size %d", ErrAlignment, off, n, bmask+1)
+	}
+	if n != 0 && !aligned(p) {
+		return fmt.Errorf("%w: buffer address %p not a multiple of %d (use a Pool buffer)", ErrAlignment, unsafe.SliceData(p), Align)
+	}
+	return nil
+}
+
+// checkRange validates a discard range.
+func checkRange(off, n, size int64, bmask int64) error {
+	if off < 0 || n < 0 || off > size-n {
+		return fmt.Errorf("%w: offset %d length %d, device size %d", ErrOutOfRange, off, n, size)
+	}
+	if off&bmask != 0 || n&bmask != 0 {
+		return fmt.Errorf("%w: offset %d length %d not multiples of block size %d", ErrAlignment, off, n, bmask+1)
+	}
+	return nil
+}
+
+// Options configures Open. The zero value opens an existing file or block
+// device read-write, at its current size, with 512-byte blocks.
+type Options struct {
+	// Size is the capacity in bytes, a multiple of BlockSize. 0 means "use
+	// the backing store's size". When Create is set and the path does not
+	// exist, a sparse file of Size bytes is created (Size is required then).
+	// An existing file or block device whose size differs from a non-zero
+	// Size is refused with ErrSizeMismatch: Open never grows, truncates or
+	// shrinks existing data (grow a file yourself, e.g. truncate -s).
+	Size int64
+	// Create creates a missing regular file (mode 0600, sparse, Size bytes)
+	// and has no effect when path exists. It cannot be combined with
+	// ReadOnly.
+	Create bool
+	// ReadOnly opens without write access: writes and discards fail with
+	// ErrReadOnly and the lock taken is shared, so several read-only
+	// openers may coexist but never with a read-write one.
+	ReadOnly bool
+	// BlockSize is the logical block size callers use, 512 or 4096; 0 means
+	// 512. Open fails with ErrBlockSize if the device's O_DIRECT offset
+	// alignment (the logical sector size for block devices) is larger.
+	BlockSize int
+}
+
+// withDefaults returns o with defaults applied and validated; the error
+// names every bad field.
+func (o Options) withDefaults() (Options, error) {
+	if o.BlockSize == 0 {
+		o.BlockSize = 512
+	}
+	var errs []error
+	if o.BlockSize != 512 && o.BlockSize != 4096 {
+		errs = append(errs, fmt.Errorf("BlockSize %d: must be 512 or 4096", o.BlockSize))
+	}
+	if o.Size < 0 {
+		errs = append(errs, fmt.Errorf("Size %d: must not be negative", o.Size))
+	} else if o.BlockSize > 0 && o.Size%int64(o.BlockSize) != 0 {
+		errs = append(errs, fmt.Errorf("Size %d: not a multiple of BlockSize %d", o.Size, o.BlockSize))
+	}
+	if o.Create && o.ReadOnly {
+		errs = append(errs, errors.New("cannot set both Create and ReadOnly"))
+	}
+	if len(errs) > 0 {
+		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+	}
+	return o, nil
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"hastor/blockdev"
+	"hastor/config"
+	"hastor/target"
+	"hastor/target/login"
+	"hastor/target/scsi"
+)
+
+// serve opens every LUN, listens on every portal and serves until ctx ends.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	var devs []blockdev.Device
+	defer func() {
+		for _, d := range devs {
+			if err := d.Flush(); err != nil {
+				log.Error("flush on shutdown", "err", err)
+			}
+			d.Close()
+		}
+	}()
+	opts := target.Options{
+		Portals:          cfg.Portals,
+		Discovery:        auth(cfg.Discovery.Auth),
+		Limits:           limits(cfg.ISCSI),
+		QueueDepth:       cfg.ISCSI.QueueDepth,
+		NopInInterval:    time.Duration(cfg.ISCSI.NopInInterval),
+		NopInTimeout:     time.Duration(cfg.ISCSI.NopInTimeout),
+		MaxTransferBytes: maxTransfer,
+		Pool:             blockdev.NewPool(),
+		Logger:           log,
+	}
+	for ti := range cfg.Targets {
+		tc := &cfg.Targets[ti]
+		var lus []*scsi.LU // indexed by LUN number
+		for li := range tc.LUNs {
+			lc := &tc.LUNs[li]
+			path := cfg.LUNPath(lc)
+			dev, err := blockdev.Open(path, blockdev.Options{
+				Size:      int64(lc.Size),
+				Create:    true,
+				ReadOnly:  lc.ReadOnly,
+				BlockSize: lc.BlockSize,
+			})
+			if err != nil {
+				return fmt.Errorf("targets[%d].luns[%d]: %w", ti, li, err)
+			}
+			devs = append(devs, dev)
+			lu, err := scsi.NewLU(scsi.LUConfig{
+				Dev:              dev,
+				BlockSize:        lc.BlockSize,
+				ReadOnly:         lc.ReadOnly,
+				WriteCache:       lc.WriteCache,
+				VolumeID:         lc.VolumeID,
+				MaxTransferBytes: maxTransfer,
+				Logger:           log.With("target", tc.IQN, "lun", lc.LUN),
+			})
+			if err != nil {
+				return fmt.Errorf("targets[%d].luns[%d]: %w", ti, li, err)
+			}
+			for len(lus) <= lc.LUN {
+				lus = append(lus, nil)
+			}
+			lus[lc.LUN] = lu
+			log.Info("LUN ready", "target", tc.IQN, "lun", lc.LUN, "path", path,
+				"size", dev.Size(), "block_size", lc.BlockSize, "volume_id", lc.VolumeID)
+		}
+		st, err := scsi.NewTarget(tc.IQN, lus)
+		if err != nil {
+			return fmt.Errorf("targets[%d]: %w", ti, err)
+		}
+		acl := tc.Initiators
+		opts.Targets = append(opts.Targets, &target.Target{
+			Name:  tc.IQN,
+			Alias: tc.Alias,
+			Auth:  auth(tc.Auth),
+			ACL:   &acl,
+			SCSI:  st,
+		})
+	}
+	srv, err := target.New(opts)
+	if err != nil {
+		return err
+	}
+	var lns []net.Listener
+	for _, p := range cfg.Portals {
+		ln, err := net.Listen("tcp", p)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("portals: listen on %s: %w", p, err)
+		}
+		lns = append(lns, ln)
+		log.Info("listening", "portal", ln.Addr().String())
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, target.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		log.Error("shutdown", "err", serr)
+	}
+	wg.Wait()
+	return err
+}
+
+// maxTransfer bounds one command's data buffer; it is advertised in the
+// Block Limits VPD page.
+const maxTransfer = 8 << 20
+
+func auth(a config.Auth) target.Auth {
+	var out target.Auth
+	if a.CHAP != nil {
+		out.CHAP = &login.Secret{Name: a.CHAP.Username, Secret: a.CHAP.Secret}
+	}
+	if a.MutualCHAP != nil {
+		out.Mutual = &login.Secret{Name: a.MutualCHAP.Username, Secret: a.MutualCHAP.Secret}
+	}
+	return out
+}
+
+func limits(n config.Negotiation) login.Limits {
+	return login.Limits{
+		MaxRecvDataSegmentLength: n.MaxRecvDataSegmentLength,
+		MaxBurstLength:           n.MaxBurstLength,
+		FirstBurstLength:         n.FirstBurstLength,
+		MaxOutstandingR2T:        n.MaxOutstandingR2T,
+		DefaultTime2Wait:         n.DefaultTime2Wait,
+		DefaultTime2Retain:       n.DefaultTime2Retain,
+		ImmediateData:            n.ImmediateData,
+		InitialR2T:               n.InitialR2T,
+		HeaderDigests:            n.HeaderDigest,
+		DataDigests:              n.DataDigest,
+	}
+}

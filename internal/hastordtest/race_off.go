@@ -1,0 +1,5 @@
+//go:build !race
+
+package hastordtest
+
+const raceEnabled = false

@@ -1,0 +1,361 @@
+package login
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Result values with special meaning (RFC 7143 §6.2).
+const (
+	Reject        = "Reject"
+	Irrelevant    = "Irrelevant"
+	NotUnderstood = "NotUnderstood"
+)
+
+// Digest names.
+const (
+	DigestNone   = "None"
+	DigestCRC32C = "CRC32C"
+)
+
+// Limits is what the target offers: its own maximums and preferences.
+type Limits struct {
+	MaxRecvDataSegmentLength int // what the target can receive per PDU
+	MaxBurstLength           int
+	FirstBurstLength         int
+	MaxOutstandingR2T        int
+	DefaultTime2Wait         int
+	DefaultTime2Retain       int
+	ImmediateData            bool
+	InitialR2T               bool
+	HeaderDigests            []string // accepted, in order of preference
+	DataDigests              []string
+}
+
+// Params are the operational parameters in force for a session and its
+// connection after negotiation. Defaults are RFC 7143 §13.
+type Params struct {
+	HeaderDigest, DataDigest bool
+	// SendDataSegmentLength is the initiator's declared
+	// MaxRecvDataSegmentLength: the largest data segment the target may send.
+	SendDataSegmentLength int
+	// RecvDataSegmentLength is the target's declared MaxRecvDataSegmentLength.
+	RecvDataSegmentLength int
+	MaxBurstLength        int
+	FirstBurstLength      int
+	MaxOutstandingR2T     int
+	DefaultTime2Wait      int
+	DefaultTime2Retain    int
+	ImmediateData         bool
+	InitialR2T            bool
+	DataPDUInOrder        bool
+	DataSequenceInOrder   bool
+	ErrorRecoveryLevel    int
+	MaxConnections        int
+}
+
+// DefaultParams returns the RFC 7143 defaults for every operational key.
+func DefaultParams() Params {
+	return Params{
+		SendDataSegmentLength: 8192,
+		RecvDataSegmentLength: 8192,
+		MaxBurstLength:        262144,
+		FirstBurstLength:      65536,
+		MaxOutstandingR2T:     1,
+		DefaultTime2Wait:      2,
+		DefaultTime2Retain:    20,
+		ImmediateData:         true,
+		InitialR2T:            true,
+		DataPDUInOrder:        true,
+		DataSequenceInOrder:   true,
+		ErrorRecoveryLevel:    0,
+		MaxConnections:        1,
+	}
+}
+
+// Negotiator runs operational-parameter negotiation for one connection
+// (RFC 7143 §13). It holds which keys have been negotiated so far so that a
+// key renegotiated in the same login is detected.
+type Negotiator struct {
+	Limits Limits
+	Params Params
+	seen   map[string]bool
+	// declaredOwnMRDSL records that the target's MaxRecvDataSegmentLength
+	// has been sent.
+	declaredOwnMRDSL bool
+}
+
+// NewNegotiator starts negotiation with the RFC defaults in force.
+func NewNegotiator(l Limits) *Negotiator {
+	p := DefaultParams()
+	return &Negotiator{Limits: l, Params: p, seen: make(map[string]bool)}
+}
+
+// ProtocolError reports an initiator that broke the negotiation rules; the
+// login must fail with status 0x0200 (initiator error).
+type ProtocolError struct{ Msg string }
+
+func (e *ProtocolError) Error() string { return "login: " + e.Msg }
+
+// Operational answers the operational keys in req and returns the response
+// pairs. Keys it does not handle (identity keys such as InitiatorName,
+// SessionType, TargetName, and security keys) are skipped: the caller deals
+// with them. An error means the login must fail.
+func (n *Negotiator) Operational(req Text, discovery bool) (Text, error) {
+	var resp Text
+	for _, kv := range req {
+		k, v := kv.Key, kv.Value
+		switch k {
+		case "InitiatorName", "InitiatorAlias", "TargetName", "SessionType",
+			"AuthMethod", "CHAP_A", "CHAP_I", "CHAP_C", "CHAP_N", "CHAP_R":
+			continue
+		}
+		if n.seen[k] {
+			return nil, &ProtocolError{fmt.Sprintf("key %s negotiated twice", k)}
+		}
+		n.seen[k] = true
+		if v == NotUnderstood || v == Irrelevant || v == Reject {
+			// An answer to one of our offers; we offer none of these keys.
+			continue
+		}
+		out, ok := n.answer(k, v, discovery)
+		if !ok {
+			continue
+		}
+		resp = append(resp, KV{k, out})
+	}
+	if !n.declaredOwnMRDSL {
+		n.declaredOwnMRDSL = true
+		n.Params.RecvDataSegmentLength = n.Limits.MaxRecvDataSegmentLength
+		resp = append(resp, KV{"MaxRecvDataSegmentLength", strconv.Itoa(n.Limits.MaxRecvDataSegmentLength)})
+	}
+	return resp, nil
+}
+
+// Offers returns keys the target must propose because the RFC default would
+// exceed its limits and the initiator did not negotiate them. Call it once
+// before the operational stage ends.
+func (n *Negotiator) Offers() Text {
+	var t Text
+	l := n.Limits
+	if !n.seen["MaxBurstLength"] && l.MaxBurstLength < n.Params.MaxBurstLength {
+		n.seen["MaxBurstLength"] = true
+		n.Params.MaxBurstLength = l.MaxBurstLength
+		t = append(t, KV{"MaxBurstLength", strconv.Itoa(l.MaxBurstLength)})
+	}
+	if !n.seen["FirstBurstLength"] && l.FirstBurstLength < n.Params.FirstBurstLength {
+		n.seen["FirstBurstLength"] = true
+		n.Params.FirstBurstLength = l.FirstBurstLength
+		t = append(t, KV{"FirstBurstLength", strconv.Itoa(l.FirstBurstLength)})
+	}
+	if !n.seen["ImmediateData"] && !l.ImmediateData && n.Params.ImmediateData {
+		n.seen["ImmediateData"] = true
+		n.Params.ImmediateData = false
+		t = append(t, KV{"ImmediateData", "No"})
+	}
+	if n.Params.FirstBurstLength > n.Params.MaxBurstLength {
+		n.Params.FirstBurstLength = n.Params.MaxBurstLength
+	}
+	return t
+}
+
+func (n *Negotiator) answer(k, v string, discovery bool) (string, bool) {
+	p := &n.Params
+	l := n.Limits
+	switch k {
+	case "HeaderDigest":
+		d, ok := pickDigest(v, l.HeaderDigests)
+		if !ok {
+			return Reject, true
+		}
+		p.HeaderDigest = d == DigestCRC32C
+		return d, true
+	case "DataDigest":
+		d, ok := pickDigest(v, l.DataDigests)
+		if !ok {
+			return Reject, true
+		}
+		p.DataDigest = d == DigestCRC32C
+		return d, true
+	case "MaxConnections":
+		x, ok := number(v, 1, 65535)
+		if !ok {
+			return Reject, true
+		}
+		p.MaxConnections = min(x, 1)
+		return strconv.Itoa(p.MaxConnections), true
+	case "ErrorRecoveryLevel":
+		x, ok := number(v, 0, 2)
+		if !ok {
+			return Reject, true
+		}
+		p.ErrorRecoveryLevel = 0
+		_ = x
+		return "0", true
+	case "MaxRecvDataSegmentLength":
+		x, ok := number(v, 512, 16777215)
+		if !ok {
+			return Reject, true
+		}
+		p.SendDataSegmentLength = x
+		return "", false // declarative: no answer
+	case "MaxBurstLength":
+		if discovery {
+			return Irrelevant, true
+		}
+		x, ok := number(v, 512, 16777215)
+		if !ok {
+			return Reject, true
+		}
+		p.MaxBurstLength = min(x, l.MaxBurstLength)
+		if p.FirstBurstLength > p.MaxBurstLength {
+			p.FirstBurstLength = p.MaxBurstLength
+		}
+		return strconv.Itoa(p.MaxBurstLength), true
+	case "FirstBurstLength":
+		if discovery {
+			return Irrelevant, true
+		}
+		x, ok := number(v, 512, 16777215)
+		if !ok {
+			return Reject, true
+		}
+		p.FirstBurstLength = min(x, l.FirstBurstLength, p.MaxBurstLength)
+		return strconv.Itoa(p.FirstBurstLength), true
+	case "MaxOutstandingR2T":
+		if discovery {
+			return Irrelevant, true
+		}
+		x, ok := number(v, 1, 65535)
+		if !ok {
+			return Reject, true
+		}
+		p.MaxOutstandingR2T = min(x, l.MaxOutstandingR2T)
+		return strconv.Itoa(p.MaxOutstandingR2T), true
+	case "DefaultTime2Wait":
+		x, ok := number(v, 0, 3600)
+		if !ok {
+			return Reject, true
+		}
+		p.DefaultTime2Wait = max(x, l.DefaultTime2Wait)
+		return strconv.Itoa(p.DefaultTime2Wait), true
+	case "DefaultTime2Retain":
+		x, ok := number(v, 0, 3600)
+		if !ok {
+			return Reject, true
+		}
+		// ERL 0 keeps no state for reconnection, but the value is still
+		// negotiated by the min function.
+		p.DefaultTime2Retain = min(x, l.DefaultTime2Retain)
+		return strconv.Itoa(p.DefaultTime2Retain), true
+	case "ImmediateData":
+		if discovery {
+			return Irrelevant, true
+		}
+		b, ok := boolean(v)
+		if !ok {
+			return Reject, true
+		}
+		p.ImmediateData = b && l.ImmediateData
+		return yesNo(p.ImmediateData), true
+	case "InitialR2T":
+		if discovery {
+			return Irrelevant, true
+		}
+		b, ok := boolean(v)
+		if !ok {
+			return Reject, true
+		}
+		p.InitialR2T = b || l.InitialR2T
+		return yesNo(p.InitialR2T), true
+	case "DataPDUInOrder":
+		if discovery {
+			return Irrelevant, true
+		}
+		if _, ok := boolean(v); !ok {
+			return Reject, true
+		}
+		p.DataPDUInOrder = true // OR with our Yes
+		return "Yes", true
+	case "DataSequenceInOrder":
+		if discovery {
+			return Irrelevant, true
+		}
+		if _, ok := boolean(v); !ok {
+			return Reject, true
+		}
+		p.DataSequenceInOrder = true
+		return "Yes", true
+	case "IFMarker", "OFMarker":
+		// Markers are not supported (RFC 7143 §13 keeps the keys only for
+		// backward compatibility); AND with our No.
+		if _, ok := boolean(v); !ok {
+			return Reject, true
+		}
+		return "No", true
+	case "IFMarkInt", "OFMarkInt":
+		return Irrelevant, true
+	case "iSCSIProtocolLevel":
+		x, ok := number(v, 0, 31)
+		if !ok {
+			return Reject, true
+		}
+		return strconv.Itoa(min(x, 1)), true
+	case "TaskReporting":
+		return "RFC3720", true
+	case "TargetAlias", "TargetAddress", "TargetPortalGroupTag":
+		// Only a target sends these.
+		return Reject, true
+	}
+	return NotUnderstood, true
+}
+
+// pickDigest chooses the first digest in the initiator's list that the
+// target accepts (RFC 7143 §6.2.1: list negotiation selects the first value
+// in the originator's list that the responder supports).
+func pickDigest(offer string, accepted []string) (string, bool) {
+	for _, o := range strings.Split(offer, ",") {
+		for _, a := range accepted {
+			if strings.EqualFold(o, a) {
+				return a, true
+			}
+		}
+	}
+	return "", false
+}
+
+func number(v string, lo, hi int) (int, bool) {
+	if v == "" || len(v) > 20 {
+		return 0, false
+	}
+	var x uint64
+	var err error
+	switch {
+	case strings.HasPrefix(v, "0x") || strings.HasPrefix(v, "0X"):
+		x, err = strconv.ParseUint(v[2:], 16, 64)
+	default:
+		x, err = strconv.ParseUint(v, 10, 64)
+	}
+	if err != nil || x < uint64(lo) || x > uint64(hi) {
+		return 0, false
+	}
+	return int(x), true
+}
+
+func boolean(v string) (bool, bool) {
+	switch v {
+	case "Yes":
+		return true, true
+	case "No":
+		return false, true
+	}
+	return false, false
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "Yes"
+	}
+	return "No"
+}

@@ -1,0 +1,65 @@
+// Package scsi is the SCSI layer of hastor's iSCSI target: it decodes CDBs
+// and executes them (SPC-4 primary commands, SBC-3 block commands) against
+// logical units backed by a blockdev.Device.
+//
+// # Model
+//
+// A Target is one SCSI target device: the fixed set of logical units (LU)
+// behind one iSCSI target name, indexed by LUN number. Target.LU never
+// returns nil: absent LUNs map to a stand-in that answers INQUIRY, REPORT
+// LUNS and REQUEST SENSE as SPC-4 requires for an incorrect LUN.
+//
+// Each command goes through two steps. LU.Decode validates the CDB once
+// into a typed Command (operation, data direction and length, LBA, block
+// count, flags, or the CHECK CONDITION to return); it is pure and does not
+// allocate. LU.Execute then runs it for an I_T nexus and returns a Response
+// (status, fixed- or descriptor-format sense data, number of data-in bytes).
+//
+// A Nexus is one I_T nexus (iSCSI session). The package keeps per-nexus
+// unit attention queues (SAM-5 §5.14) in it and in the LU. Unit attentions
+// are established when a nexus first attaches (29h/00h), by logical unit
+// and target resets (29h/03h, 29h/01h), by MODE SELECT changes made through
+// another nexus (2Ah/01h) and by I_T nexus loss (29h/07h, reported when
+// the initiator port logs in again).
+//
+// # Durability
+//
+// With the Caching page's WCE bit clear, and for every write with FUA, a
+// write is durable (blockdev.FUAWriter, or WriteAt followed by Flush)
+// before Execute returns GOOD. With WCE set, other writes are acknowledged
+// once the device has them, and SYNCHRONIZE CACHE flushes the device.
+//
+// # Concurrency
+//
+// Decode and Execute are safe for concurrent use, for any number of
+// commands of any nexuses on the same LU. READ, WRITE and TEST UNIT READY
+// take no LU-wide lock and do not allocate: they read the current mode
+// state through an atomic pointer and the nexus's pending-UA flag through
+// an atomic bool. Mode changes, attach/detach and resets serialize on a
+// small per-LU mutex. Commands run concurrently are unordered, as with
+// the SIMPLE task attribute; the Control mode page reports QUEUE
+// ALGORITHM MODIFIER 1.
+//
+// # Callers' duties (the iSCSI transport)
+//
+//   - Create one Nexus per session; call Target.Attach at login before the
+//     first command and Target.Detach after the session's last command has
+//     completed. Do not change or copy a Nexus after Attach.
+//   - Map the PDU's LUN field with DecodeLUN and pick the LU with
+//     Target.LU.
+//   - Call Decode on the CDB; use Command.Dir and Command.DataLen to size
+//     buffers and solicit data-out (R2T). DataLen is 0 for commands that
+//     failed to decode.
+//   - Buffers passed to Execute must start at a multiple of 4096
+//     (blockdev.Align). For data-in, pass len = min(DataLen, expected data
+//     transfer length) and cap = len rounded up to a multiple of 4096; send
+//     data[:Response.DataLen] and compute residuals from it. For data-out,
+//     pass the bytes received (see Execute for short transfers).
+//   - Task management: on ABORT TASK and similar, stop sending the
+//     command's response (Execute may still be running); on LOGICAL UNIT
+//     RESET, abort the LU's tasks and call LU.Reset; on TARGET WARM/COLD
+//     RESET, abort all tasks and call Target.Reset. TAS is 0: tasks of
+//     other nexuses are aborted without a response.
+//   - Close the blockdev.Device only after every Execute on the LU has
+//     returned.
+package scsi

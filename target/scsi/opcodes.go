@@ -1,0 +1,219 @@
+package scsi
+
+// Operation codes (SPC-4 Annex D.3.1, SBC-3 Annex A).
+const (
+	opTestUnitReady    = 0x00
+	opRequestSense     = 0x03
+	opRead6            = 0x08
+	opWrite6           = 0x0A
+	opInquiry          = 0x12
+	opModeSelect6      = 0x15
+	opModeSense6       = 0x1A
+	opStartStopUnit    = 0x1B
+	opPreventAllow     = 0x1E
+	opReadCapacity10   = 0x25
+	opRead10           = 0x28
+	opWrite10          = 0x2A
+	opWriteVerify10    = 0x2E
+	opVerify10         = 0x2F
+	opSyncCache10      = 0x35
+	opModeSelect10     = 0x55
+	opModeSense10      = 0x5A
+	opRead16           = 0x88
+	opWrite16          = 0x8A
+	opWriteVerify16    = 0x8E
+	opVerify16         = 0x8F
+	opSyncCache16      = 0x91
+	opServiceActionIn  = 0x9E // SA 10h: READ CAPACITY(16)
+	opReportLUNs       = 0xA0
+	opMaintenanceIn    = 0xA3 // SA 0Ch: REPORT SUPPORTED OPERATION CODES
+	opRead12           = 0xA8
+	opWrite12          = 0xAA
+	opWriteVerify12    = 0xAE
+	opVerify12         = 0xAF
+	saReadCapacity16   = 0x10
+	saReportSupportOps = 0x0C
+)
+
+// opKind selects the handler of a decoded command.
+type opKind uint8
+
+const (
+	kInvalid opKind = iota
+	kTestUnitReady
+	kRequestSense
+	kInquiry
+	kModeSelect
+	kModeSense
+	kStartStopUnit
+	kPreventAllow
+	kReadCapacity10
+	kReadCapacity16
+	kRead
+	kWrite
+	kWriteVerify
+	kVerify
+	kSyncCache
+	kReportLUNs
+	kReportOpcodes
+)
+
+// opInfo describes one supported command. usage is the CDB USAGE DATA
+// reported by REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35.3): byte 0 is
+// the operation code, the SERVICE ACTION field holds the service action,
+// and every other bit is 1 exactly when the device server evaluates it.
+// ignore marks bits the device server accepts but does not evaluate
+// (obsolete bits, GROUP NUMBER, vendor-specific control bits). Decode
+// rejects every other bit that is set with INVALID FIELD IN CDB, so the
+// reported usage data and the bits accepted cannot drift apart.
+type opInfo struct {
+	name   string
+	op     byte
+	sa     byte // service action, if hasSA
+	hasSA  bool
+	kind   opKind
+	cdbLen uint8
+	usage  [16]byte
+	ignore [16]byte
+	// cont marks the lower bits of disallowed multi-bit fields (e.g.
+	// RDPROTECT, bits 7-5 of byte 1: cont 0x60), so that the field pointer
+	// names the field's most significant bit. Other disallowed bits are
+	// reported one by one.
+	cont [16]byte
+	// timeout is the RECOMMENDED COMMAND TIMEOUT, seconds (SPC-4
+	// §6.35.4).
+	timeout uint32
+}
+
+// protectField marks RDPROTECT/WRPROTECT/VRPROTECT (byte 1 bits 7-5) of
+// the block commands, and the former LUN field of READ(6)/WRITE(6), as one
+// field each.
+var protectField = [16]byte{1: 0x60}
+
+// Control byte (SAM-5 §5.2): bits 7-6 vendor specific (ignored), NACA (bit
+// 2) unsupported and so treated as reserved: NACA=1 yields INVALID FIELD IN
+// CDB (SAM-5 §5.9.1.1).
+const ctlIgnore = 0xC0
+
+// opTable lists the supported commands in ascending order of operation
+// code and service action, the order of REPORT SUPPORTED OPERATION CODES.
+var opTable = [...]opInfo{
+	{name: "TEST UNIT READY", op: opTestUnitReady, kind: kTestUnitReady, cdbLen: 6, timeout: 10,
+		usage: [16]byte{0x00, 0, 0, 0, 0, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "REQUEST SENSE", op: opRequestSense, kind: kRequestSense, cdbLen: 6, timeout: 10,
+		usage: [16]byte{0x03, 0x01, 0, 0, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "READ(6)", cont: protectField, op: opRead6, kind: kRead, cdbLen: 6, timeout: 30,
+		usage: [16]byte{0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "WRITE(6)", cont: protectField, op: opWrite6, kind: kWrite, cdbLen: 6, timeout: 30,
+		usage: [16]byte{0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "INQUIRY", op: opInquiry, kind: kInquiry, cdbLen: 6, timeout: 10,
+		usage: [16]byte{0x12, 0x01, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "MODE SELECT(6)", op: opModeSelect6, kind: kModeSelect, cdbLen: 6, timeout: 30,
+		usage: [16]byte{0x15, 0x11, 0, 0, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "MODE SENSE(6)", op: opModeSense6, kind: kModeSense, cdbLen: 6, timeout: 10,
+		usage: [16]byte{0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "START STOP UNIT", op: opStartStopUnit, kind: kStartStopUnit, cdbLen: 6, timeout: 30,
+		usage: [16]byte{0x1B, 0x01, 0, 0x0F, 0xF7, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "PREVENT ALLOW MEDIUM REMOVAL", op: opPreventAllow, kind: kPreventAllow, cdbLen: 6, timeout: 10,
+		usage: [16]byte{0x1E, 0, 0, 0, 0x03, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "READ CAPACITY(10)", op: opReadCapacity10, kind: kReadCapacity10, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0}, ignore: [16]byte{9: ctlIgnore}},
+	// READ/WRITE byte 1: xPROTECT (7-5) is evaluated only to reject
+	// non-zero values (PROTECT=0), so it is reported as reserved; RARC
+	// (READ bit 2) and FUA_NV (bit 1, obsolete) are accepted and ignored.
+	{name: "READ(10)", cont: protectField, op: opRead10, kind: kRead, cdbLen: 10, timeout: 30,
+		usage:  [16]byte{0x28, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0},
+		ignore: [16]byte{1: 0x06, 6: 0x1F, 9: ctlIgnore}},
+	{name: "WRITE(10)", cont: protectField, op: opWrite10, kind: kWrite, cdbLen: 10, timeout: 30,
+		usage:  [16]byte{0x2A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0},
+		ignore: [16]byte{1: 0x02, 6: 0x1F, 9: ctlIgnore}},
+	{name: "WRITE AND VERIFY(10)", cont: protectField, op: opWriteVerify10, kind: kWriteVerify, cdbLen: 10, timeout: 60,
+		usage:  [16]byte{0x2E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0},
+		ignore: [16]byte{6: 0x1F, 9: ctlIgnore}},
+	{name: "VERIFY(10)", cont: protectField, op: opVerify10, kind: kVerify, cdbLen: 10, timeout: 60,
+		usage:  [16]byte{0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0},
+		ignore: [16]byte{6: 0x1F, 9: ctlIgnore}},
+	{name: "SYNCHRONIZE CACHE(10)", op: opSyncCache10, kind: kSyncCache, cdbLen: 10, timeout: 60,
+		usage:  [16]byte{0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0},
+		ignore: [16]byte{1: 0x04, 6: 0x1F, 9: ctlIgnore}},
+	{name: "MODE SELECT(10)", op: opModeSelect10, kind: kModeSelect, cdbLen: 10, timeout: 30,
+		usage: [16]byte{0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "MODE SENSE(10)", op: opModeSense10, kind: kModeSense, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "READ(16)", cont: protectField, op: opRead16, kind: kRead, cdbLen: 16, timeout: 30,
+		usage:  [16]byte{0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{1: 0x06, 14: 0x1F, 15: ctlIgnore}},
+	{name: "WRITE(16)", cont: protectField, op: opWrite16, kind: kWrite, cdbLen: 16, timeout: 30,
+		usage:  [16]byte{0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{1: 0x02, 14: 0x1F, 15: ctlIgnore}},
+	{name: "WRITE AND VERIFY(16)", cont: protectField, op: opWriteVerify16, kind: kWriteVerify, cdbLen: 16, timeout: 60,
+		usage:  [16]byte{0x8E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{14: 0x1F, 15: ctlIgnore}},
+	{name: "VERIFY(16)", cont: protectField, op: opVerify16, kind: kVerify, cdbLen: 16, timeout: 60,
+		usage:  [16]byte{0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{14: 0x1F, 15: ctlIgnore}},
+	{name: "SYNCHRONIZE CACHE(16)", op: opSyncCache16, kind: kSyncCache, cdbLen: 16, timeout: 60,
+		usage:  [16]byte{0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{1: 0x04, 14: 0x1F, 15: ctlIgnore}},
+	{name: "READ CAPACITY(16)", op: opServiceActionIn, sa: saReadCapacity16, hasSA: true, kind: kReadCapacity16, cdbLen: 16, timeout: 10,
+		usage:  [16]byte{0x9E, saReadCapacity16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0},
+		ignore: [16]byte{15: ctlIgnore}},
+	{name: "REPORT LUNS", op: opReportLUNs, kind: kReportLUNs, cdbLen: 12, timeout: 10,
+		usage:  [16]byte{0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{11: ctlIgnore}},
+	{name: "REPORT SUPPORTED OPERATION CODES", op: opMaintenanceIn, sa: saReportSupportOps, hasSA: true, kind: kReportOpcodes, cdbLen: 12, timeout: 10,
+		usage:  [16]byte{0xA3, saReportSupportOps, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{11: ctlIgnore}},
+	{name: "READ(12)", cont: protectField, op: opRead12, kind: kRead, cdbLen: 12, timeout: 30,
+		usage:  [16]byte{0xA8, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{1: 0x06, 10: 0x1F, 11: ctlIgnore}},
+	{name: "WRITE(12)", cont: protectField, op: opWrite12, kind: kWrite, cdbLen: 12, timeout: 30,
+		usage:  [16]byte{0xAA, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{1: 0x02, 10: 0x1F, 11: ctlIgnore}},
+	{name: "WRITE AND VERIFY(12)", cont: protectField, op: opWriteVerify12, kind: kWriteVerify, cdbLen: 12, timeout: 60,
+		usage:  [16]byte{0xAE, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{10: 0x1F, 11: ctlIgnore}},
+	{name: "VERIFY(12)", cont: protectField, op: opVerify12, kind: kVerify, cdbLen: 12, timeout: 60,
+		usage:  [16]byte{0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{10: 0x1F, 11: ctlIgnore}},
+}
+
+// opIndex maps an operation code to 1 + the index of its first opTable
+// entry (0: unsupported). Computed once; read-only afterwards.
+var opIndex = func() (idx [256]uint8) {
+	for i := len(opTable) - 1; i >= 0; i-- {
+		idx[opTable[i].op] = uint8(i + 1)
+	}
+	return idx
+}()
+
+// lookupOp finds the entry for operation code op and, for operation codes
+// with service actions, service action sa. It reports whether op has
+// service actions at all.
+func lookupOp(op, sa byte) (info *opInfo, opHasSA bool) {
+	i := int(opIndex[op])
+	if i == 0 {
+		return nil, false
+	}
+	for i--; i < len(opTable) && opTable[i].op == op; i++ {
+		e := &opTable[i]
+		if !e.hasSA {
+			return e, false
+		}
+		if e.sa == sa {
+			return e, true
+		}
+		opHasSA = true
+	}
+	return nil, opHasSA
+}
+
+// serviceActionField returns the offset and mask of the SERVICE ACTION
+// field of operation codes that have one.
+func serviceActionField(op byte) (off int, mask byte, ok bool) {
+	switch op {
+	case opServiceActionIn, opMaintenanceIn:
+		return 1, 0x1F, true
+	}
+	return 0, 0, false
+}
