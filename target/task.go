@@ -36,6 +36,7 @@ type task struct {
 	unsolEnd  uint32 // end of the unsolicited window
 	unsolDone bool
 	sink      bool   // the data will not be used: receive and discard it
+	dataErr   bool   // a Data-Out broke the DataSN sequence: fail the command
 	dataSN    uint32 // next expected DataSN in the current sequence
 	r2tNext   uint32 // offset of the next R2T to issue
 	r2tSN     uint32
@@ -280,7 +281,17 @@ func (c *conn) handleDataOut() error {
 func (c *conn) placeDataOut(t *task, ttt, off, end, limit, sn uint32) error {
 	h := &c.hdr
 	dsl := int(end - off)
-	if off != t.received || end > limit || end < off || sn != t.dataSN {
+	if sn != t.dataSN && off == t.received && end <= limit && end >= off {
+		// A DataSN out of sequence (RFC 7143 §11.7.5): at ERL 0 the data
+		// cannot be recovered. Discard the rest of the sequence and fail
+		// the command, so nothing of it reaches the medium.
+		if !t.dataErr {
+			c.log.Warn("Data-Out DataSN out of sequence; failing the command", "itt", t.itt, "datasn", sn, "want", t.dataSN)
+		}
+		t.dataErr = true
+		t.sink = true
+	}
+	if off != t.received || end > limit || end < off || (sn != t.dataSN && !t.dataErr) {
 		return fmt.Errorf("%w: Data-Out for ITT %#x: offset %d (want %d), length %d, DataSN %d (want %d), TTT %#x",
 			errProtocol, t.itt, off, t.received, dsl, sn, t.dataSN, ttt)
 	}
@@ -298,6 +309,12 @@ func (c *conn) placeDataOut(t *task, ttt, off, end, limit, sn uint32) error {
 	}
 	t.received = end
 	t.dataSN++
+	if t.dataErr && (h.Final() || end == limit) {
+		// The failed sequence is complete: answer now and solicit
+		// nothing more. Later Data-Out for this ITT is discarded.
+		c.startExec(t)
+		return nil
+	}
 	if ttt == pdu.ReservedTag {
 		if h.Final() || end == t.unsolEnd {
 			t.unsolDone = true
@@ -332,6 +349,13 @@ func (c *conn) exec(t *task) {
 			c.releaseTask(t)
 		}
 	}()
+	if t.dataErr {
+		// ABORTED COMMAND, DATA PHASE ERROR (SPC-4 4Bh/00h).
+		t.resp = scsi.CheckCondition(scsi.SenseAbortedCommand, 0x4b, 0x00)
+		c.finishExec(t)
+		c.sendTask(t)
+		return
+	}
 	var data []byte
 	if t.buf != nil {
 		switch t.cmd.Dir {

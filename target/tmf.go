@@ -64,11 +64,12 @@ func (c *conn) taskManagement(h *pdu.Header) byte {
 		found := t != nil && !t.aborted.Load()
 		sess.mu.Unlock()
 		if !found {
-			// RFC 7143 §11.5.1: a task that is not found but whose
-			// RefCmdSN lies inside the window before this request's CmdSN
-			// is considered received and aborted.
+			// RFC 7143 §11.5.1: a task not found whose RefCmdSN lies in
+			// the window before this request has not arrived yet; it is
+			// considered aborted. A task that completed already has a
+			// CmdSN below ExpCmdSN: "task does not exist".
 			exp, _ := sess.cmdSNs()
-			if snLess(h.RefCmdSN(), exp) && !snLess(h.RefCmdSN(), exp-uint32(sess.depth)) && !h.Immediate() && snLess(h.RefCmdSN(), h.CmdSN()) {
+			if !snLess(h.RefCmdSN(), exp) && snLess(h.RefCmdSN(), h.CmdSN()) {
 				return pdu.TMFComplete
 			}
 			return pdu.TMFNoTask
