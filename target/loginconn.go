@@ -3,7 +3,7 @@ package target
 import (
 	"errors"
 	"fmt"
-	"strconv"
+	"log/slog"
 	"strings"
 
 	"hastor/target/login"
@@ -102,6 +102,9 @@ func (c *conn) login() (*session, error) {
 		text = text[:0]
 		if err != nil {
 			return nil, c.loginReject(st, fail(pdu.LoginInitiatorError, "%v", err))
+		}
+		if c.log.Enabled(c.ctx, slog.LevelDebug) {
+			c.log.Debug("login request", "csg", h.LoginCSG(), "nsg", h.LoginNSG(), "transit", h.Transit(), "keys", redactKeys(kv))
 		}
 		resp, transit, nsg, lf := c.loginStep(st, h, kv, first)
 		first = false
@@ -334,5 +337,15 @@ func (c *conn) sendLoginPDU(st *loginState, h *pdu.Header, text login.Text) erro
 	return err
 }
 
-// itoa is strconv.Itoa, named for brevity in key building.
-func itoa(n int) string { return strconv.Itoa(n) }
+// redactKeys formats login keys for debug logs without CHAP responses.
+func redactKeys(kv login.Text) string {
+	var b strings.Builder
+	for _, p := range kv {
+		v := p.Value
+		if strings.HasPrefix(p.Key, "CHAP_R") || strings.HasPrefix(p.Key, "CHAP_C") {
+			v = "…"
+		}
+		b.WriteString(p.Key + "=" + v + " ")
+	}
+	return b.String()
+}

@@ -22,7 +22,7 @@ type Command struct {
 	LBA    LBA
 	Blocks Blocks
 	// FUA and DPO are the CDB's force unit access and disable page out
-	// bits (SBC-3 §5.8).
+	// bits (SBC-3 "READ (10)").
 	FUA, DPO bool
 
 	kind   opKind
@@ -94,10 +94,10 @@ func (lu *LU) Decode(cdb []byte) Command {
 	switch info.kind {
 	case kTestUnitReady, kPreventAllow:
 	case kStartStopUnit:
-		// SBC-3 §5.25: POWER CONDITION 0h START_VALID, 1h ACTIVE, 2h IDLE,
-		// 3h STANDBY, 7h LU_CONTROL, Ah FORCE_IDLE_0, Bh FORCE_STANDBY_0.
-		// The LU has no power states and no removable medium: accepted
-		// and ignored.
+		// SBC-3 "START STOP UNIT": POWER CONDITION 0h START_VALID, 1h
+		// ACTIVE, 2h IDLE, 3h STANDBY, 7h LU_CONTROL, Ah FORCE_IDLE_0,
+		// Bh FORCE_STANDBY_0. The LU has no power states and no
+		// removable medium: accepted and ignored.
 		switch cdb[4] >> 4 {
 		case 0x0, 0x1, 0x2, 0x3, 0x7, 0xA, 0xB:
 		default:
@@ -110,7 +110,8 @@ func (lu *LU) Decode(cdb []byte) Command {
 		c.evpd = cdb[1]&0x01 != 0
 		c.page = cdb[2]
 		if !c.evpd && c.page != 0 {
-			// SPC-4 §6.4.1: PAGE CODE must be zero when EVPD is zero.
+			// SPC-4 "INQUIRY": PAGE CODE must be zero when EVPD is
+			// zero.
 			return failedCmd(op, invalidCDB(2, 7))
 		}
 		if c.evpd && !lu.hasVPD(c.page) {
@@ -129,7 +130,7 @@ func (lu *LU) Decode(cdb []byte) Command {
 			n = uint32(cdb[4])
 		}
 		if sp {
-			// SPC-4 §6.11: no savable pages.
+			// SPC-4 "MODE SELECT(6)": no savable pages.
 			return failedCmd(op, invalidCDB(1, 0))
 		}
 		if !pf && n > 0 {
@@ -141,13 +142,14 @@ func (lu *LU) Decode(cdb []byte) Command {
 			c.Dir = DirWrite
 		}
 	case kReadCapacity10:
-		// SBC-3 §5.16: PMI=0 requires LOGICAL BLOCK ADDRESS 0.
+		// SBC-3 "READ CAPACITY (10)": PMI=0 requires LOGICAL BLOCK
+		// ADDRESS 0.
 		if cdb[8]&0x01 == 0 && binary.BigEndian.Uint32(cdb[2:6]) != 0 {
 			return failedCmd(op, invalidCDB(2, 7))
 		}
 		c.setDataIn(8)
 	case kReadCapacity16:
-		// SBC-3 §5.17.
+		// SBC-3 "READ CAPACITY (16)".
 		if cdb[14]&0x01 == 0 && binary.BigEndian.Uint64(cdb[2:10]) != 0 {
 			return failedCmd(op, invalidCDB(2, 7))
 		}
@@ -155,15 +157,15 @@ func (lu *LU) Decode(cdb []byte) Command {
 	case kRead, kWrite, kWriteVerify, kVerify:
 		return lu.decodeRW(c, cdb)
 	case kSyncCache:
-		// SBC-3 §5.22, §5.23. IMMED may be ignored: we always flush
-		// before returning.
+		// SBC-3 "SYNCHRONIZE CACHE (10/16)". IMMED may be ignored: we
+		// always flush before returning.
 		lba, n, _ := rwFields(cdb)
 		if lba >= lu.nblocks || uint64(n) > lu.nblocks-lba {
 			return failedCmd(op, errLBAOutOfRange)
 		}
 		c.LBA, c.Blocks = LBA(lba), Blocks(n)
 	case kReportLUNs:
-		// SPC-4 §6.33.
+		// SPC-4 "REPORT LUNS".
 		c.selRep = cdb[2]
 		if c.selRep > 0x02 {
 			return failedCmd(op, invalidCDB(2, 7))
@@ -191,9 +193,9 @@ func (c *Command) setDataIn(n uint32) {
 
 // checkReserved rejects every set bit outside info's usage and ignore
 // masks (reserved bits, unsupported fields, and NACA, which is unsupported:
-// SAM-5 §5.9.1.1) with INVALID FIELD IN CDB. The bit pointer names the
+// SAM-5 "NACA bit") with INVALID FIELD IN CDB. The bit pointer names the
 // offending bit or, for a multi-bit field (info.cont), the field's most
-// significant bit (SPC-4 §4.5.2.4.2).
+// significant bit (SPC-4 "field pointer sense key specific data").
 func checkReserved(cdb []byte, info *opInfo) senseErr {
 	for i := 1; i < len(cdb); i++ {
 		allowed := info.usage[i] | info.ignore[i]
@@ -223,7 +225,7 @@ func highBit(b byte) uint8 {
 
 // rwFields returns the LOGICAL BLOCK ADDRESS, the TRANSFER LENGTH (or
 // VERIFICATION LENGTH / NUMBER OF LOGICAL BLOCKS) and the offset of the
-// latter in a 6-, 10-, 12- or 16-byte block command CDB (SBC-3 §5).
+// latter in a 6-, 10-, 12- or 16-byte block command CDB (SBC-3 "commands").
 func rwFields(cdb []byte) (lba uint64, n uint32, nOff int) {
 	switch len(cdb) {
 	case 6:
@@ -239,8 +241,8 @@ func rwFields(cdb []byte) (lba uint64, n uint32, nOff int) {
 	return 0, 0, 0
 }
 
-// decodeRW decodes READ, WRITE, WRITE AND VERIFY and VERIFY (SBC-3 §5.8,
-// §5.11-5.14, §5.31-5.34, §5.38-5.41).
+// decodeRW decodes READ, WRITE, WRITE AND VERIFY and VERIFY (SBC-3 "READ (10)",
+// "VERIFY", "WRITE AND VERIFY").
 func (lu *LU) decodeRW(c Command, cdb []byte) Command {
 	op := c.Op
 	lba, n, nOff := rwFields(cdb)
@@ -257,17 +259,19 @@ func (lu *LU) decodeRW(c Command, cdb []byte) Command {
 		c.bytchk = cdb[1] >> 1 & 0x03
 		// VERIFY: 00b medium verification, 01b compare with Data-Out, 11b
 		// compare each block with one Data-Out block; 10b is reserved
-		// (SBC-3 §5.31). WRITE AND VERIFY: 00b and 01b only (§5.38).
+		// (SBC-3 "VERIFY (10)"). WRITE AND VERIFY: 00b and 01b only.
 		if c.bytchk == 0x02 || (c.kind == kWriteVerify && c.bytchk == 0x03) {
 			return failedCmd(op, invalidCDB(1, 2))
 		}
 	}
 	if n > uint32(lu.maxXfer) {
-		// SBC-3 §6.5.3: longer than MAXIMUM TRANSFER LENGTH.
+		// SBC-3 "Block Limits VPD page": longer than MAXIMUM TRANSFER
+		// LENGTH.
 		return failedCmd(op, invalidCDB(nOff, 7))
 	}
-	// SBC-3 §4.5: the whole range must lie within the capacity; an LBA
-	// past the end is out of range even when no block is transferred.
+	// SBC-3 "logical blocks": the whole range must lie within the capacity;
+	// an LBA past the end is out of range even when no block is
+	// transferred.
 	if lba >= lu.nblocks || uint64(n) > lu.nblocks-lba {
 		return failedCmd(op, errLBAOutOfRange)
 	}

@@ -15,11 +15,11 @@
 // allocate. LU.Execute then runs it for an I_T nexus and returns a Response
 // (status, fixed- or descriptor-format sense data, number of data-in bytes).
 //
-// A Nexus is one I_T nexus (iSCSI session). The package keeps per-nexus
-// unit attention queues (SAM-5 §5.14) in it and in the LU. Unit attentions
-// are established when a nexus first attaches (29h/00h), by logical unit
-// and target resets (29h/03h, 29h/01h), by MODE SELECT changes made through
-// another nexus (2Ah/01h) and by I_T nexus loss (29h/07h, reported when
+// A Nexus is one I_T nexus (iSCSI session). The package keeps per-nexus unit
+// attention queues (SAM-5 "unit attention condition") in it and in the LU. Unit
+// attentions are established when a nexus first attaches (29h/00h), by logical
+// unit and target resets (29h/03h, 29h/01h), by MODE SELECT changes made
+// through another nexus (2Ah/01h) and by I_T nexus loss (29h/07h, reported when
 // the initiator port logs in again).
 //
 // # Durability

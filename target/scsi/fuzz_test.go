@@ -2,6 +2,7 @@ package scsi
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"hastor/blockdev"
@@ -19,7 +20,8 @@ func FuzzDecodeExecute(f *testing.F) {
 	f.Add(cdb6(opInquiry, 1, 0x83, 0, 255), []byte{}, uint32(255), byte(1))
 	f.Add(modeSelect6(controlPage(true, false)), controlPage(true, false), uint32(16), byte(2))
 
-	lu, err := NewLU(LUConfig{Dev: blockdev.NewMem(64*512, 512), VolumeID: "fuzz", MaxTransferBytes: 32 << 10})
+	lu, err := NewLU(LUConfig{Dev: blockdev.NewMem(64*512, 512), VolumeID: "fuzz", MaxTransferBytes: 32 << 10,
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
 	}

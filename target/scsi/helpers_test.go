@@ -3,6 +3,7 @@ package scsi
 import (
 	"context"
 	"encoding/binary"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"unsafe"
@@ -32,14 +33,13 @@ func withReadOnly() luOpt               { return func(c *LUConfig) { c.ReadOnly 
 func withWriteCache() luOpt             { return func(c *LUConfig) { c.WriteCache = true } }
 func withMaxTransfer(n int) luOpt       { return func(c *LUConfig) { c.MaxTransferBytes = n } }
 func withDev(d blockdev.Device) luOpt   { return func(c *LUConfig) { c.Dev = d } }
-func withVolume(v string) luOpt         { return func(c *LUConfig) { c.VolumeID = v } }
 func withSize(size int64, bs int) luOpt { return withDev(blockdev.NewMem(size, bs)) }
 
 // newTestLU returns an LU over a 1 MiB Mem device with 512-byte blocks
 // unless options say otherwise.
 func newTestLU(t testing.TB, opts ...luOpt) *LU {
 	t.Helper()
-	cfg := LUConfig{VolumeID: testVolume}
+	cfg := LUConfig{VolumeID: testVolume, Logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -145,17 +145,16 @@ func cdbRW(op byte, lba uint64, n uint32, flags byte) []byte {
 }
 
 type parsedSense struct {
-	code    byte
-	key     SenseKey
-	asc     ascCode
-	info    uint64
-	valid   bool
-	sksv    bool
-	cd      bool
-	bpv     bool
-	bit     uint8
-	field   int
-	hasSKSV bool
+	code  byte
+	key   SenseKey
+	asc   ascCode
+	info  uint64
+	valid bool
+	sksv  bool
+	cd    bool
+	bpv   bool
+	bit   uint8
+	field int
 }
 
 func parseSense(t testing.TB, s []byte) parsedSense {

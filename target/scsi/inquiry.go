@@ -5,16 +5,16 @@ import (
 	"fmt"
 )
 
-// VPD pages (SPC-4 §7.8, SBC-3 §6.5), in ascending order as page 00h lists
-// them.
+// VPD pages (SPC-4 "vital product data", SBC-3 "VPD parameters"), in ascending
+// order as page 00h lists them.
 const (
-	vpdSupported       = 0x00 // SPC-4 §7.8.16
-	vpdSerial          = 0x80 // SPC-4 §7.8.17
-	vpdDeviceID        = 0x83 // SPC-4 §7.8.6
-	vpdExtendedInquiry = 0x86 // SPC-4 §7.8.7
-	vpdBlockLimits     = 0xB0 // SBC-3 §6.5.3
-	vpdBlockDevChars   = 0xB1 // SBC-3 §6.5.2
-	vpdLBProvisioning  = 0xB2 // SBC-3 §6.5.4
+	vpdSupported       = 0x00 // SPC-4 "Supported VPD Pages"
+	vpdSerial          = 0x80 // SPC-4 "Unit Serial Number VPD page"
+	vpdDeviceID        = 0x83 // SPC-4 "Device Identification VPD page"
+	vpdExtendedInquiry = 0x86 // SPC-4 "Extended INQUIRY Data VPD page"
+	vpdBlockLimits     = 0xB0 // SBC-3 "Block Limits VPD page"
+	vpdBlockDevChars   = 0xB1 // SBC-3 "Block Device Characteristics VPD page"
+	vpdLBProvisioning  = 0xB2 // SBC-3 "Logical Block Provisioning VPD page"
 )
 
 var vpdPages = [...]byte{vpdSupported, vpdSerial, vpdDeviceID, vpdExtendedInquiry,
@@ -32,7 +32,7 @@ func (lu *LU) hasVPD(p byte) bool {
 	return false
 }
 
-// Version descriptors (SPC-4 §6.4.2, table 144: "no version claimed").
+// Version descriptors (SPC-4 "standard INQUIRY data": "no version claimed").
 const (
 	verSAM5  = 0x00A0
 	verISCSI = 0x0960
@@ -43,15 +43,15 @@ const (
 // Standard INQUIRY data length: 96 bytes (ADDITIONAL LENGTH 91).
 const stdInquiryLen = 96
 
-// buildStdInquiry returns the standard INQUIRY data (SPC-4 §6.4.2) with
-// byte 0 (PERIPHERAL QUALIFIER and DEVICE TYPE) set to b0.
+// buildStdInquiry returns the standard INQUIRY data (SPC-4 "standard INQUIRY
+// data") with byte 0 (PERIPHERAL QUALIFIER and DEVICE TYPE) set to b0.
 func (lu *LU) buildStdInquiry(b0 byte) []byte {
 	b := make([]byte, stdInquiryLen)
 	b[0] = b0
 	b[1] = 0x00 // RMB=0: the medium is not removable
 	b[2] = 0x06 // VERSION: SPC-4
-	// NORMACA=0, HISUP=1 (hierarchical LUNs, SAM-5 §4.6), RESPONSE DATA
-	// FORMAT 2.
+	// NORMACA=0, HISUP=1 (hierarchical LUNs, SAM-5 "hierarchical
+	// addressing"), RESPONSE DATA FORMAT 2.
 	b[3] = 0x10 | 0x02
 	b[4] = stdInquiryLen - 5
 	b[5] = 0x00 // SCCS=0 ACC=0 TPGS=00b 3PC=0 PROTECT=0
@@ -66,7 +66,8 @@ func (lu *LU) buildStdInquiry(b0 byte) []byte {
 	return b
 }
 
-// padCopy copies s into b and pads with spaces (SPC-4 §4.4.1 ASCII fields).
+// padCopy copies s into b and pads with spaces (SPC-4 "ASCII data field
+// requirements").
 func padCopy(b []byte, s string) {
 	n := copy(b, s)
 	for i := n; i < len(b); i++ {
@@ -74,7 +75,7 @@ func padCopy(b []byte, s string) {
 	}
 }
 
-// execInquiry runs INQUIRY (SPC-4 §6.4).
+// execInquiry runs SPC-4 "INQUIRY".
 func (lu *LU) execInquiry(n *Nexus, cmd *Command, data []byte) Response {
 	if !cmd.evpd {
 		return dataIn(cmd, lu.stdInquiry, data)
@@ -98,7 +99,7 @@ func (lu *LU) execInquiry(n *Nexus, cmd *Command, data []byte) Response {
 		b = vpdHeader(0x00, vpdExtendedInquiry, 0x3C)
 		b[5] = 0x01      // SIMPSUP: simple task attribute supported
 		b[6] = 0x01      // V_SUP: a volatile write cache exists (WCE)
-		b[7] = 0x01      // LUICLR: UAs are per I_T_L nexus (SAM-5 §5.14)
+		b[7] = 0x01      // LUICLR: UAs are per I_T_L nexus (SAM-5 "unit attention condition")
 		b[13] = SenseMax // MAXIMUM SUPPORTED SENSE DATA LENGTH
 	case vpdBlockLimits:
 		b = vpdHeader(0x00, vpdBlockLimits, 0x3C)
@@ -139,9 +140,9 @@ func vpdHeader(b0, page byte, payload int) []byte {
 	return b
 }
 
-// Designator fields (SPC-4 §7.8.6.1).
+// Designator fields (SPC-4 "designation descriptor").
 const (
-	protoISCSI = 0x5 // PROTOCOL IDENTIFIER (SPC-4 §7.6.1, table 362)
+	protoISCSI = 0x5 // PROTOCOL IDENTIFIER (SPC-4 "protocol identifier values")
 
 	codeBinary = 0x1
 	codeASCII  = 0x2
@@ -168,13 +169,13 @@ const t10VendorID = "HASTOR  "
 // bytes, so the page must fit in 255.
 const maxDeviceIDPage = 255
 
-// vpdDeviceIdentification returns VPD page 83h (SPC-4 §7.8.6) for nexus n:
-// the LU's NAA and T10 vendor ID designators (from the VolumeID only), the
-// relative target port and the SCSI target port name of the port n uses
-// (iSCSI name + ",t,0x" + TPGT, SPC-4 §7.8.6.11 and RFC 7143's SCSI port
-// names), and the target device name. If the page would exceed 255 bytes
-// (target names over ~90 bytes), the target device name and then the port
-// name are left out.
+// vpdDeviceIdentification returns VPD page 83h (SPC-4 "Device Identification
+// VPD page") for nexus n: the LU's NAA and T10 vendor ID designators (from the
+// VolumeID only), the relative target port and the SCSI target port name of the
+// port n uses (iSCSI name + ",t,0x" + TPGT, SPC-4 "SCSI name string designator"
+// and RFC 7143's SCSI port names), and the target device name. If the page
+// would exceed 255 bytes (target names over ~90 bytes), the target device name
+// and then the port name are left out.
 func (lu *LU) vpdDeviceIdentification(n *Nexus) []byte {
 	type desig struct {
 		b0, b1 byte
@@ -189,7 +190,7 @@ func (lu *LU) vpdDeviceIdentification(n *Nexus) []byte {
 		tgtName = t.name
 	}
 	if port == 0 {
-		port = 1 // relative port 0 is reserved (SPC-4 §7.8.6.5)
+		port = 1 // relative port 0 is reserved (SPC-4 "relative target port designator")
 	}
 	ds := []desig{
 		// Logical unit: NAA IEEE Registered Extended.
@@ -228,7 +229,7 @@ func (lu *LU) vpdDeviceIdentification(n *Nexus) []byte {
 }
 
 // scsiNameString returns s null-terminated and padded with nulls to a
-// multiple of 4 bytes, at most 256 (SPC-4 §7.8.6.11).
+// multiple of 4 bytes, at most 256 (SPC-4 "SCSI name string designator").
 func scsiNameString(s string) []byte {
 	n := (len(s) + 1 + 3) &^ 3
 	if n > 252 {

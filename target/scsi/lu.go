@@ -96,38 +96,38 @@ func (c LUConfig) withDefaults() (LUConfig, error) {
 	}
 	var errs []error
 	if c.Dev == nil {
-		errs = append(errs, errors.New("Dev: required"))
+		errs = append(errs, errors.New("field Dev: required"))
 	}
 	if c.BlockSize != 512 && c.BlockSize != 4096 {
-		errs = append(errs, fmt.Errorf("BlockSize %d: must be 512 or 4096", c.BlockSize))
+		errs = append(errs, fmt.Errorf("field BlockSize %d: must be 512 or 4096", c.BlockSize))
 	} else if c.Dev != nil {
 		size := c.Dev.Size()
 		if size <= 0 || size%int64(c.BlockSize) != 0 {
-			errs = append(errs, fmt.Errorf("Dev: size %d is not a positive multiple of BlockSize %d", size, c.BlockSize))
+			errs = append(errs, fmt.Errorf("field Dev: size %d is not a positive multiple of BlockSize %d", size, c.BlockSize))
 		}
 		if bs, ok := c.Dev.(interface{ BlockSize() int }); ok && bs.BlockSize() > c.BlockSize {
-			errs = append(errs, fmt.Errorf("BlockSize %d: smaller than the device's block size %d", c.BlockSize, bs.BlockSize()))
+			errs = append(errs, fmt.Errorf("field BlockSize %d: smaller than the device's block size %d", c.BlockSize, bs.BlockSize()))
 		}
 	}
 	if c.VolumeID == "" {
-		errs = append(errs, errors.New("VolumeID: required"))
+		errs = append(errs, errors.New("field VolumeID: required"))
 	}
 	for _, f := range []struct {
 		name, v string
 		max     int
 	}{{"Vendor", c.Vendor, 8}, {"Product", c.Product, 16}, {"Revision", c.Revision, 4}} {
 		if len(f.v) > f.max {
-			errs = append(errs, fmt.Errorf("%s %q: longer than %d bytes", f.name, f.v, f.max))
+			errs = append(errs, fmt.Errorf("field %s %q: longer than %d bytes", f.name, f.v, f.max))
 		}
 		if !printableASCII(f.v) {
-			errs = append(errs, fmt.Errorf("%s %q: not printable ASCII", f.name, f.v))
+			errs = append(errs, fmt.Errorf("field %s %q: not printable ASCII", f.name, f.v))
 		}
 	}
 	switch {
 	case c.MaxTransferBytes < 4096 || c.MaxTransferBytes > maxMaxTransferBytes:
-		errs = append(errs, fmt.Errorf("MaxTransferBytes %d: must be from 4096 to %d", c.MaxTransferBytes, maxMaxTransferBytes))
+		errs = append(errs, fmt.Errorf("field MaxTransferBytes %d: must be from 4096 to %d", c.MaxTransferBytes, maxMaxTransferBytes))
 	case c.BlockSize > 0 && c.MaxTransferBytes%c.BlockSize != 0:
-		errs = append(errs, fmt.Errorf("MaxTransferBytes %d: not a multiple of BlockSize %d", c.MaxTransferBytes, c.BlockSize))
+		errs = append(errs, fmt.Errorf("field MaxTransferBytes %d: not a multiple of BlockSize %d", c.MaxTransferBytes, c.BlockSize))
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
@@ -165,7 +165,8 @@ type LU struct {
 	// replaced only under mu.
 	mode atomic.Pointer[modeState]
 
-	// stdInquiry is the standard INQUIRY data (SPC-4 §6.4.2), built once.
+	// stdInquiry is the standard INQUIRY data (SPC-4 "standard INQUIRY
+	// data"), built once.
 	stdInquiry []byte
 
 	mu struct {
@@ -213,7 +214,7 @@ func NewLU(cfg LUConfig) (*LU, error) {
 
 // newAbsentLU returns the stand-in LU of target t for LUNs it does not have
 // (SAM-5 "incorrect logical unit selection"): INQUIRY reports peripheral
-// qualifier 011b and device type 1Fh (SPC-4 §6.4.2).
+// qualifier 011b and device type 1Fh (SPC-4 "standard INQUIRY data").
 func newAbsentLU(t *Target) *LU {
 	lu := &LU{absent: true, log: slog.Default(), cfg: LUConfig{
 		Vendor: DefaultVendor, Product: DefaultProduct, Revision: DefaultRevision}}
@@ -234,7 +235,7 @@ func (lu *LU) initCommon() {
 // and 80h (unit serial number).
 type Identity struct {
 	// NAA is an NAA 6 (IEEE Registered Extended) designator, 16 bytes
-	// (SPC-4 §7.8.6.6.5).
+	// (SPC-4 "NAA IEEE Registered Extended designator").
 	NAA [16]byte
 	// Serial is the PRODUCT SERIAL NUMBER of VPD page 80h: 16 uppercase
 	// hexadecimal characters.
@@ -315,7 +316,7 @@ func (lu *LU) attach(n *Nexus) *itl {
 }
 
 // Detach ends the I_T nexus n on lu (logout, session failure): SAM-5
-// §6.3.4 I_T nexus loss. Its pending unit attentions, plus I_T NEXUS LOSS
+// "I_T nexus loss". Its pending unit attentions, plus I_T NEXUS LOSS
 // OCCURRED, are kept for the next session of the same initiator port. The
 // transport calls it after the last command of n has completed.
 func (lu *LU) Detach(n *Nexus) {
@@ -352,11 +353,11 @@ func (lu *LU) Detach(n *Nexus) {
 	lu.mu.departed[k] = q
 }
 
-// Reset performs the LU-state effects of LOGICAL UNIT RESET (SAM-5
-// §6.3.3): mode parameters return to their defaults and every attached
-// I_T nexus, including from, gets UNIT ATTENTION 29h/03h (BUS DEVICE RESET
-// FUNCTION OCCURRED). Aborting the LU's tasks is the transport's job; it
-// calls Reset once they are gone. from may be nil.
+// Reset performs the LU-state effects of LOGICAL UNIT RESET (SAM-5 "logical
+// unit reset"): mode parameters return to their defaults and every attached I_T
+// nexus, including from, gets UNIT ATTENTION 29h/03h (BUS DEVICE RESET FUNCTION
+// OCCURRED). Aborting the LU's tasks is the transport's job; it calls Reset
+// once they are gone. from may be nil.
 func (lu *LU) Reset(from *Nexus) { lu.reset(ascBusDeviceReset) }
 
 func (lu *LU) reset(ua ascCode) {
@@ -378,9 +379,9 @@ func (lu *LU) commitModeLocked(st modeState) {
 	lu.mode.Store(&st)
 }
 
-// afterModeChange performs the side effects of leaving mode state old:
-// when the write cache was just disabled, data it acknowledged is flushed
-// so that every acknowledged write is durable from now on (SBC-3 §4.15).
+// afterModeChange performs the side effects of leaving mode state old: when the
+// write cache was just disabled, data it acknowledged is flushed so that every
+// acknowledged write is durable from now on (SBC-3 "write caching").
 func (lu *LU) afterModeChange(old modeState) error {
 	if !old.WCE || lu.mode.Load().WCE {
 		return nil
@@ -419,15 +420,15 @@ func (lu *LU) fail(e senseErr) Response {
 // whole logical blocks received and reports GOOD (the transport reports
 // the residual overflow), but if the data ends inside a logical block it
 // transfers nothing and returns ILLEGAL REQUEST, INVALID FIELD IN COMMAND
-// INFORMATION UNIT (the two choices FCP-4 §9.4.2 allows; libiscsi accepts
+// INFORMATION UNIT (the two choices FCP-4 "FCP_DL" allows; libiscsi accepts
 // both). For DirRead, len(data) = min(cmd.DataLen, expected data transfer
 // length) and cap(data) must be that rounded up to a multiple of 4096;
 // Execute fills data[:Response.DataLen]. data must start 4096-aligned
 // (blockdev.Align).
 //
-// Before running a command other than INQUIRY, REPORT LUNS and REQUEST
-// SENSE, Execute reports (and clears) the oldest unit attention pending for
-// n, which takes precedence over errors in the CDB (SAM-5 §5.14).
+// Before running a command other than INQUIRY, REPORT LUNS and REQUEST SENSE,
+// Execute reports (and clears) the oldest unit attention pending for n, which
+// takes precedence over errors in the CDB (SAM-5 "unit attention condition").
 //
 // Execute is safe for concurrent use; READ, WRITE and TEST UNIT READY take
 // no LU-wide lock and do not allocate. ctx is consulted between the chunks

@@ -2,7 +2,7 @@ package scsi
 
 import "encoding/binary"
 
-// execRequestSense runs REQUEST SENSE (SPC-4 §6.39): it returns, and
+// execRequestSense runs SPC-4 "REQUEST SENSE": it returns, and
 // clears, the oldest unit attention pending for the I_T nexus, or NO
 // SENSE. Sent to an LUN the target does not have, it returns ILLEGAL
 // REQUEST, LOGICAL UNIT NOT SUPPORTED as parameter data with GOOD status.
@@ -27,7 +27,7 @@ func (lu *LU) execRequestSense(it *itl, cmd *Command, data []byte) Response {
 	return dataIn(cmd, b[:n], data)
 }
 
-// execReadCapacity10 runs READ CAPACITY(10) (SBC-3 §5.16). RETURNED LOGICAL
+// execReadCapacity10 runs SBC-3 "READ CAPACITY (10)". RETURNED LOGICAL
 // BLOCK ADDRESS is FFFFFFFFh when the last LBA does not fit, telling the
 // initiator to use READ CAPACITY(16).
 func (lu *LU) execReadCapacity10(data []byte) Response {
@@ -41,7 +41,7 @@ func (lu *LU) execReadCapacity10(data []byte) Response {
 	return Response{Status: StatusGood, DataLen: copy(data, b[:])}
 }
 
-// execReadCapacity16 runs READ CAPACITY(16) (SBC-3 §5.17): no protection
+// execReadCapacity16 runs SBC-3 "READ CAPACITY (16)": no protection
 // information, one logical block per physical block, lowest aligned LBA 0,
 // LBPME=0 (fully provisioned).
 func (lu *LU) execReadCapacity16(cmd *Command, data []byte) Response {
@@ -51,7 +51,7 @@ func (lu *LU) execReadCapacity16(cmd *Command, data []byte) Response {
 	return dataIn(cmd, b[:], data)
 }
 
-// execReportLUNs runs REPORT LUNS (SPC-4 §6.33). SELECT REPORT 00h and 02h
+// execReportLUNs runs SPC-4 "REPORT LUNS". SELECT REPORT 00h and 02h
 // list the target's logical units (there are no well-known LUs); 01h lists
 // none.
 func (lu *LU) execReportLUNs(cmd *Command, data []byte) Response {
@@ -73,9 +73,9 @@ func (lu *LU) execReportLUNs(cmd *Command, data []byte) Response {
 	return dataIn(cmd, b, data)
 }
 
-// EncodeLUN returns the 8-byte LUN field for LUN number lun (SAM-5 §4.7):
-// peripheral device addressing for 0-255, flat space addressing for
-// 256-16383. Larger numbers are not supported and encode as all ones.
+// EncodeLUN returns the 8-byte LUN field for LUN number lun (SAM-5 "logical
+// unit numbers"): peripheral device addressing for 0-255, flat space addressing
+// for 256-16383. Larger numbers are not supported and encode as all ones.
 func EncodeLUN(lun uint64) [8]byte {
 	var f [8]byte
 	switch {
@@ -119,7 +119,7 @@ func DecodeLUN(field [8]byte) (lun uint64, ok bool) {
 const NoLUN = ^uint64(0)
 
 // decodeReportOpcodes decodes REPORT SUPPORTED OPERATION CODES (SPC-4
-// §6.35).
+// "REPORT SUPPORTED OPERATION CODES").
 func decodeReportOpcodes(c Command, cdb []byte) Command {
 	c.rctd = cdb[2]&0x80 != 0
 	c.opts = cdb[2] & 0x07
@@ -144,9 +144,9 @@ func decodeReportOpcodes(c Command, cdb []byte) Command {
 	return c
 }
 
-// timeoutsDescriptor returns the command timeouts descriptor (SPC-4
-// §6.35.4): NOMINAL COMMAND PROCESSING TIMEOUT 0 (not specified) and the
-// recommended timeout.
+// timeoutsDescriptor returns the command timeouts descriptor (SPC-4 "command
+// timeouts descriptor"): NOMINAL COMMAND PROCESSING TIMEOUT 0 (not specified)
+// and the recommended timeout.
 func timeoutsDescriptor(e *opInfo) [12]byte {
 	var d [12]byte
 	binary.BigEndian.PutUint16(d[0:2], 0x0A)
@@ -154,11 +154,11 @@ func timeoutsDescriptor(e *opInfo) [12]byte {
 	return d
 }
 
-// execReportOpcodes runs REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35).
+// execReportOpcodes runs SPC-4 "REPORT SUPPORTED OPERATION CODES".
 func (lu *LU) execReportOpcodes(cmd *Command, data []byte) Response {
 	var b []byte
 	if cmd.opts == 0 {
-		// All commands format (§6.35.2).
+		// All_commands parameter data format.
 		b = make([]byte, 4, 4+len(opTable)*20)
 		for i := range opTable {
 			e := &opTable[i]
@@ -181,7 +181,7 @@ func (lu *LU) execReportOpcodes(cmd *Command, data []byte) Response {
 		binary.BigEndian.PutUint32(b[0:4], uint32(len(b)-4))
 		return dataIn(cmd, b, data)
 	}
-	// One command format (§6.35.3).
+	// One_command parameter data format.
 	var e *opInfo
 	if cmd.reqOpSAs {
 		if cmd.reqSA <= 0x1F {

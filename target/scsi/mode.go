@@ -2,18 +2,18 @@ package scsi
 
 import "encoding/binary"
 
-// Mode pages (SPC-4 §7.5, SBC-3 §6.4).
+// Mode pages (SPC-4 "mode parameters", SBC-3 "mode parameters").
 const (
-	pageCaching  = 0x08 // SBC-3 §6.4.5
-	pageControl  = 0x0A // SPC-4 §7.5.8
-	pageInfoExc  = 0x1C // SPC-4 §7.5.12, informational exceptions control
+	pageCaching  = 0x08 // SBC-3 "Caching mode page"
+	pageControl  = 0x0A // SPC-4 "Control mode page"
+	pageInfoExc  = 0x1C // SPC-4 "Informational Exceptions Control mode page"
 	pageAllPages = 0x3F
 )
 
 // modePages lists the supported pages in the order MODE SENSE returns them.
 var modePages = [...]byte{pageCaching, pageControl, pageInfoExc}
 
-// Page control values (SPC-4 §6.13.2).
+// Page control values (SPC-4 "page control").
 const (
 	pcCurrent    = 0
 	pcChangeable = 1
@@ -21,8 +21,8 @@ const (
 	pcSaved      = 3
 )
 
-// decodeModeSense decodes MODE SENSE(6) and MODE SENSE(10) (SPC-4 §6.13,
-// §6.14).
+// decodeModeSense decodes MODE SENSE(6) and MODE SENSE(10) (SPC-4 "MODE
+// SENSE(6)", "MODE SENSE(10)").
 func (lu *LU) decodeModeSense(c Command, cdb []byte) Command {
 	c.ten = c.Op == opModeSense10
 	c.dbd = cdb[1]&0x08 != 0
@@ -100,9 +100,9 @@ func (lu *LU) modePage(b []byte, p byte, pc byte, cur modeState) []byte {
 	return b
 }
 
-// deviceSpecific is the DEVICE-SPECIFIC PARAMETER of the mode parameter
-// header for direct-access devices (SBC-3 §6.4.1): WP and DPOFUA (the
-// device server honors DPO and FUA).
+// deviceSpecific is the DEVICE-SPECIFIC PARAMETER of the mode parameter header
+// for direct-access devices (SBC-3 "mode parameters overview"): WP and DPOFUA
+// (the device server honors DPO and FUA).
 func (lu *LU) deviceSpecific() byte {
 	b := byte(0x10)
 	if lu.cfg.ReadOnly {
@@ -111,7 +111,7 @@ func (lu *LU) deviceSpecific() byte {
 	return b
 }
 
-// execModeSense runs MODE SENSE(6)/(10) (SPC-4 §6.13, §6.14).
+// execModeSense runs SPC-4 "MODE SENSE(6)" and "MODE SENSE(10)".
 func (lu *LU) execModeSense(cmd *Command, data []byte) Response {
 	st := *lu.mode.Load()
 	hdr := 4
@@ -119,8 +119,9 @@ func (lu *LU) execModeSense(cmd *Command, data []byte) Response {
 		hdr = 8
 	}
 	b := make([]byte, hdr, 128)
-	// Block descriptor (SBC-3 §6.4.2): short (8 bytes) or, for MODE
-	// SENSE(10) with LLBAA, long (16 bytes). Nothing in it is changeable.
+	// Block descriptor (SBC-3 "mode parameter block descriptors"): short (8
+	// bytes) or, for MODE SENSE(10) with LLBAA, long (16 bytes). Nothing in
+	// it is changeable.
 	var bd []byte
 	if !cmd.dbd {
 		if cmd.llbaa {
@@ -149,7 +150,7 @@ func (lu *LU) execModeSense(cmd *Command, data []byte) Response {
 	} else {
 		b = lu.modePage(b, cmd.page, cmd.pc, st)
 	}
-	// Mode parameter header (SPC-4 §7.5.4): MEDIUM TYPE 0.
+	// Mode parameter header (SPC-4 "mode parameter header"): MEDIUM TYPE 0.
 	if cmd.ten {
 		binary.BigEndian.PutUint16(b[0:2], uint16(len(b)-2))
 		b[3] = lu.deviceSpecific()
@@ -165,7 +166,7 @@ func (lu *LU) execModeSense(cmd *Command, data []byte) Response {
 	return dataIn(cmd, b, data)
 }
 
-// execModeSelect runs MODE SELECT(6)/(10) (SPC-4 §6.11, §6.12): it
+// execModeSelect runs SPC-4 "MODE SELECT(6)" and "MODE SELECT(10)": it
 // validates the whole parameter list, then applies it atomically. Only
 // changeable bits may differ from the current values; a changed value
 // establishes MODE PARAMETERS CHANGED for every other I_T nexus.
@@ -214,7 +215,7 @@ func (lu *LU) parseModeSelect(ten bool, p []byte, cur modeState) (modeState, sen
 	}
 	// Mode parameter header: MODE DATA LENGTH is reserved in MODE
 	// SELECT; MEDIUM TYPE must be 0; the device-specific parameter's WP
-	// and DPOFUA are ignored (SBC-3 §6.4.1).
+	// and DPOFUA are ignored (SBC-3 "mode parameters overview").
 	if p[1+btoi(ten)] != 0 {
 		return cur, invalidParam(1+btoi(ten), 7)
 	}
@@ -292,9 +293,9 @@ func (lu *LU) parseModeSelect(ten bool, p []byte, cur modeState) (modeState, sen
 }
 
 // checkBlockDescriptor validates a MODE SELECT block descriptor at
-// parameter-list offset off (SBC-3 §6.4.2): the capacity and block length
-// cannot change, so NUMBER OF LOGICAL BLOCKS must be 0 (no change) or the
-// current value and LOGICAL BLOCK LENGTH the current one.
+// parameter-list offset off (SBC-3 "mode parameter block descriptors"): the
+// capacity and block length cannot change, so NUMBER OF LOGICAL BLOCKS must be
+// 0 (no change) or the current value and LOGICAL BLOCK LENGTH the current one.
 func (lu *LU) checkBlockDescriptor(d []byte, off int) senseErr {
 	var nb uint64
 	var bl uint32

@@ -74,7 +74,7 @@ func pages(t *testing.T, b []byte) map[byte][]byte {
 	return m
 }
 
-// SPC-4 §6.13 MODE SENSE(6): header, block descriptor, all pages, page
+// SPC-4 "MODE SENSE(6)": header, block descriptor, all pages, page
 // control, DPOFUA (libiscsi ModeSense6.AllPages, .Control, .Residuals).
 func TestModeSense6_SPC4_6_13(t *testing.T) {
 	lu := newTestLU(t, withWriteCache())
@@ -126,7 +126,7 @@ func TestModeSense6_SPC4_6_13(t *testing.T) {
 	if d[4+2] != 0 {
 		t.Fatalf("current WCE: % x", d)
 	}
-	// Saved values are not supported (SPC-4 §6.13.2).
+	// Saved values are not supported (SPC-4 "page control").
 	expectSense(t, run(t, lu, n, modeSense6(0, pageAllPages, pcSaved, 255), nil), SenseIllegalRequest, ascSavingParamsNotSupp)
 	// Unsupported page and subpage.
 	expectInvalidCDB(t, run(t, lu, n, modeSense6(0, 0x19, pcCurrent, 255), nil), 2, 5)
@@ -137,7 +137,7 @@ func TestModeSense6_SPC4_6_13(t *testing.T) {
 	expectGood(t, run(t, lu, n, c, nil))
 }
 
-// SPC-4 §6.14 MODE SENSE(10) with LLBAA: long LBA block descriptor.
+// SPC-4 "MODE SENSE(10)" with LLBAA: long LBA block descriptor.
 func TestModeSense10_SPC4_6_14(t *testing.T) {
 	lu := newTestLU(t, withBlockSize(4096))
 	n := newNexus(t, lu)
@@ -158,8 +158,8 @@ func TestModeSense10_SPC4_6_14(t *testing.T) {
 	}
 }
 
-// SPC-4 §6.11 MODE SELECT: changeable bits change, others must match
-// (INVALID FIELD IN PARAMETER LIST with a C/D=0 field pointer); MODE
+// SPC-4 "MODE SELECT(6)", "MODE SELECT(10)": changeable bits change, others
+// must match (INVALID FIELD IN PARAMETER LIST with a C/D=0 field pointer); MODE
 // PARAMETERS CHANGED for the other nexuses.
 func TestModeSelect_SPC4_6_11(t *testing.T) {
 	lu := newTestLU(t)
@@ -230,8 +230,8 @@ func TestModeSelect_SPC4_6_11(t *testing.T) {
 	expectSense(t, lu.Execute(t.Context(), a, &cmd, buf), SenseIllegalRequest, ascParamListLength)
 }
 
-// SPC-4 §7.5.8 D_SENSE: descriptor-format sense data once set (libiscsi
-// ModeSense6.Control-D_SENSE).
+// SPC-4 "Control mode page" D_SENSE: descriptor-format sense data once set
+// (libiscsi ModeSense6.Control-D_SENSE).
 func TestDSense_SPC4_7_5_8(t *testing.T) {
 	lu := newTestLU(t)
 	n := newNexus(t, lu)

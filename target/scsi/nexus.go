@@ -7,7 +7,7 @@ import (
 
 // Nexus is one I_T nexus: an iSCSI session between an initiator port
 // (InitiatorName + ISID) and a target port (TargetName + TPGT), RFC 7143
-// §4.4.1. The transport creates one per session, fills in the exported
+// "I_T nexus". The transport creates one per session, fills in the exported
 // fields, and must not change them or copy the Nexus afterwards.
 //
 // A Nexus carries this package's per-I_T-nexus bookkeeping (the unit
@@ -17,8 +17,9 @@ type Nexus struct {
 	InitiatorName string  // iSCSI initiator name (iqn./eui./naa.)
 	ISID          [6]byte // initiator session ID
 	TargetName    string  // iSCSI target name the session logged in to
-	// RelativeTargetPort is the relative target port identifier reported
-	// in VPD page 83h (SPC-4 §7.8.6.5); 0 is reported as 1.
+	// RelativeTargetPort is the relative target port identifier reported in
+	// VPD page 83h (SPC-4 "relative target port designator"); 0 is reported
+	// as 1.
 	RelativeTargetPort uint16
 	// TPGT is the target portal group tag of the session.
 	TPGT uint16
@@ -30,7 +31,8 @@ type Nexus struct {
 }
 
 // nexusKey identifies an I_T nexus across sessions: a session that logs in
-// again with the same ISID re-forms the same I_T nexus (RFC 7143 §4.4.3).
+// again with the same ISID re-forms the same I_T nexus (RFC 7143 "session
+// reinstatement").
 type nexusKey struct {
 	initiator string
 	isid      [6]byte
@@ -75,7 +77,7 @@ func (n *Nexus) setITL(lu *LU, it *itl) {
 const maxUA = 8
 
 // uaQueue is a fixed-capacity FIFO of unit attention conditions (SAM-5
-// §5.14). Its zero value is empty.
+// "unit attention condition"). Its zero value is empty.
 type uaQueue struct {
 	n int
 	q [maxUA]ascCode
@@ -136,7 +138,7 @@ func (it *itl) establish(a ascCode) {
 }
 
 // take reports and clears the oldest pending condition (UA_INTLCK_CTRL
-// 00b, SPC-4 §7.5.8).
+// 00b, SPC-4 "Control mode page").
 func (it *itl) take() (ascCode, bool) {
 	if !it.pending.Load() {
 		return 0, false

@@ -58,14 +58,14 @@ const (
 	kReportOpcodes
 )
 
-// opInfo describes one supported command. usage is the CDB USAGE DATA
-// reported by REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35.3): byte 0 is
-// the operation code, the SERVICE ACTION field holds the service action,
-// and every other bit is 1 exactly when the device server evaluates it.
-// ignore marks bits the device server accepts but does not evaluate
-// (obsolete bits, GROUP NUMBER, vendor-specific control bits). Decode
-// rejects every other bit that is set with INVALID FIELD IN CDB, so the
-// reported usage data and the bits accepted cannot drift apart.
+// opInfo describes one supported command. usage is the CDB USAGE DATA reported
+// by REPORT SUPPORTED OPERATION CODES (SPC-4 "one_command parameter data"):
+// byte 0 is the operation code, the SERVICE ACTION field holds the service
+// action, and every other bit is 1 exactly when the device server evaluates it.
+// ignore marks bits the device server accepts but does not evaluate (obsolete
+// bits, GROUP NUMBER, vendor-specific control bits). Decode rejects every other
+// bit that is set with INVALID FIELD IN CDB, so the reported usage data and the
+// bits accepted cannot drift apart.
 type opInfo struct {
 	name   string
 	op     byte
@@ -81,7 +81,7 @@ type opInfo struct {
 	// reported one by one.
 	cont [16]byte
 	// timeout is the RECOMMENDED COMMAND TIMEOUT, seconds (SPC-4
-	// §6.35.4).
+	// "command timeouts descriptor").
 	timeout uint32
 }
 
@@ -90,9 +90,9 @@ type opInfo struct {
 // field each.
 var protectField = [16]byte{1: 0x60}
 
-// Control byte (SAM-5 §5.2): bits 7-6 vendor specific (ignored), NACA (bit
-// 2) unsupported and so treated as reserved: NACA=1 yields INVALID FIELD IN
-// CDB (SAM-5 §5.9.1.1).
+// Control byte (SAM-5 "CONTROL byte"): bits 7-6 vendor specific (ignored), NACA
+// (bit 2) unsupported and so treated as reserved: NACA=1 yields INVALID FIELD
+// IN CDB (SAM-5 "NACA bit").
 const ctlIgnore = 0xC0
 
 // opTable lists the supported commands in ascending order of operation

@@ -48,7 +48,7 @@ func parseAllCommands(t *testing.T, d []byte, rctd bool) []rsocDesc {
 	return out
 }
 
-// SPC-4 §6.35 REPORT SUPPORTED OPERATION CODES: all-commands and
+// SPC-4 "REPORT SUPPORTED OPERATION CODES": all-commands and
 // one-command formats, RCTD, SERVACTV (libiscsi ReportSupportedOpcodes.*).
 func TestReportSupportedOpcodes_SPC4_6_35(t *testing.T) {
 	lu := newTestLU(t)
@@ -83,8 +83,8 @@ func TestReportSupportedOpcodes_SPC4_6_35(t *testing.T) {
 			if rctd && len(one) != 4+size+12 || !rctd && len(one) != 4+size {
 				t.Fatalf("op %#x: length %d", e.op, len(one))
 			}
-			// 001b with a service-action opcode and 002b without one are
-			// INVALID FIELD IN CDB.
+			// 001b with a service-action opcode and 002b without
+			// one are INVALID FIELD IN CDB.
 			wrong := byte(3) - opts
 			expectInvalidCDB(t, run(t, lu, n, rsoc(false, wrong, e.op, e.sa, 65535), nil), 2, 2)
 		}
@@ -122,10 +122,10 @@ func TestUsageDPOFUA_SBC3(t *testing.T) {
 	}
 }
 
-// The CDB usage data is exact (SPC-4 §6.35.3): for every supported
-// command, every bit that the usage data and ignore mask leave clear is
-// rejected with a field pointer at that byte and at the most significant
-// bit of its reserved field, and no other bit is.
+// The CDB usage data is exact (SPC-4 "one_command parameter data"): for every
+// supported command, every bit that the usage data and ignore mask leave clear
+// is rejected with a field pointer at that byte and at the most significant bit
+// of its reserved field, and no other bit is.
 func TestUsageDataMatchesDecoder_SPC4_6_35_3(t *testing.T) {
 	for i := range opTable {
 		e := &opTable[i]

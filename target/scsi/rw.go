@@ -8,7 +8,7 @@ import (
 	"hastor/blockdev"
 )
 
-// execRead runs READ(6/10/12/16) (SBC-3 §5.11-5.14). It reads straight
+// execRead runs SBC-3 "READ (6/10/12/16)". It reads straight
 // into data and does not allocate.
 func (lu *LU) execRead(cmd *Command, data []byte) Response {
 	n := len(data)
@@ -47,7 +47,7 @@ func (lu *LU) dataOut(cmd *Command, data []byte) ([]byte, senseErr) {
 	return data, senseErr{}
 }
 
-// execWrite runs WRITE(6/10/12/16) (SBC-3 §5.38-5.41). The data is durable
+// execWrite runs SBC-3 "WRITE (6/10/12/16)". The data is durable
 // before GOOD when FUA is set or the write cache is disabled. It does not
 // allocate.
 func (lu *LU) execWrite(cmd *Command, data []byte) Response {
@@ -82,7 +82,7 @@ func (lu *LU) writeAt(p []byte, off int64, durable bool) error {
 	return lu.dev.Flush()
 }
 
-// execWriteVerify runs WRITE AND VERIFY(10/12/16) (SBC-3 §5.42-5.44). The
+// execWriteVerify runs SBC-3 "WRITE AND VERIFY (10/12/16)". The
 // write is always durable (verification is of the medium, not a cache);
 // with BYTCHK=1 the blocks are read back and compared.
 func (lu *LU) execWriteVerify(ctx context.Context, cmd *Command, data []byte) Response {
@@ -104,7 +104,7 @@ func (lu *LU) execWriteVerify(ctx context.Context, cmd *Command, data []byte) Re
 	return Response{Status: StatusGood}
 }
 
-// execVerify runs VERIFY(10/12/16) (SBC-3 §5.31-5.33): BYTCHK 00b reads
+// execVerify runs SBC-3 "VERIFY (10/12/16)": BYTCHK 00b reads
 // the range to check that it is readable; 01b compares the Data-Out data
 // with the medium; 11b compares each block with the one Data-Out block.
 // A mismatch returns MISCOMPARE with the offset of the first differing
@@ -217,7 +217,7 @@ func mismatch(a, b []byte) int {
 	return len(a)
 }
 
-// execSyncCache runs SYNCHRONIZE CACHE(10/16) (SBC-3 §5.22-5.23): it
+// execSyncCache runs SBC-3 "SYNCHRONIZE CACHE (10/16)": it
 // flushes the whole device (a superset of the range) before returning,
 // whatever IMMED says.
 func (lu *LU) execSyncCache() Response {

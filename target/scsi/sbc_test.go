@@ -19,7 +19,7 @@ var rwOps = []struct {
 	{"16", opRead16, opWrite16},
 }
 
-// SBC-3 §5.11-5.14 READ and §5.38-5.41 WRITE round trip, for both block
+// SBC-3 "READ (6/10/12/16)" and "WRITE (6/10/12/16)" round trip, for both block
 // sizes and every CDB size.
 func TestReadWrite_SBC3_5_11(t *testing.T) {
 	for _, bs := range []int{512, 4096} {
@@ -42,7 +42,7 @@ func TestReadWrite_SBC3_5_11(t *testing.T) {
 	}
 }
 
-// SBC-3 §5.11 / §5.38: READ(6)/WRITE(6) TRANSFER LENGTH 0 means 256
+// SBC-3 "READ (6)", "WRITE (6)": READ(6)/WRITE(6) TRANSFER LENGTH 0 means 256
 // blocks; for the other CDBs 0 means no transfer and is not an error.
 func TestTransferLengthZero_SBC3(t *testing.T) {
 	lu := newTestLU(t)
@@ -62,9 +62,9 @@ func TestTransferLengthZero_SBC3(t *testing.T) {
 	}
 }
 
-// SBC-3 §4.5: LBA OUT OF RANGE when the range passes the last LBA, even
-// for zero blocks; overflowing 64-bit sums too (libiscsi
-// Read16.BeyondEol, ModeSense6.Control-D_SENSE use LBA 2^64-1).
+// SBC-3 "logical blocks": LBA OUT OF RANGE when the range passes the last LBA,
+// even for zero blocks; overflowing 64-bit sums too (libiscsi Read16.BeyondEol,
+// ModeSense6.Control-D_SENSE use LBA 2^64-1).
 func TestLBAOutOfRange_SBC3_4_5(t *testing.T) {
 	lu := newTestLU(t) // 2048 blocks
 	n := newNexus(t, lu)
@@ -90,8 +90,8 @@ func TestLBAOutOfRange_SBC3_4_5(t *testing.T) {
 	expectGood(t, run(t, lu, n, cdbRW(opSyncCache10, 0, 0, 0), nil))
 }
 
-// SBC-3 §6.5.3: a transfer longer than MAXIMUM TRANSFER LENGTH is INVALID
-// FIELD IN CDB pointing at the TRANSFER LENGTH field.
+// SBC-3 "Block Limits VPD page": a transfer longer than MAXIMUM TRANSFER LENGTH
+// is INVALID FIELD IN CDB pointing at the TRANSFER LENGTH field.
 func TestMaxTransferLength_SBC3_6_5_3(t *testing.T) {
 	lu := newTestLU(t, withMaxTransfer(64<<10)) // 128 blocks
 	n := newNexus(t, lu)
@@ -101,7 +101,7 @@ func TestMaxTransferLength_SBC3_6_5_3(t *testing.T) {
 	}
 }
 
-// SBC-3 §5.8: RDPROTECT/WRPROTECT/VRPROTECT must be 0 without protection
+// SBC-3 "READ (10)": RDPROTECT/WRPROTECT/VRPROTECT must be 0 without protection
 // information; DPO, FUA, FUA_NV (obsolete) and RARC are accepted (libiscsi
 // Read10.ReadProtect, Write10.Flags).
 func TestReadWriteFlags_SBC3_5_8(t *testing.T) {
@@ -135,9 +135,9 @@ func TestReadWriteFlags_SBC3_5_8(t *testing.T) {
 	expectInvalidCDB(t, run(t, lu, n, c, nil), 6, 5)
 }
 
-// Durability (SBC-3 §4.15, §5.8): with WCE=0 and with FUA=1 a write is on
-// the medium before GOOD; with WCE=1 and FUA=0 it is not until SYNCHRONIZE
-// CACHE.
+// Durability (SBC-3 "write caching", FUA bit): with WCE=0 and with FUA=1 a
+// write is on the medium before GOOD; with WCE=1 and FUA=0 it is not until
+// SYNCHRONIZE CACHE.
 func TestDurability_SBC3_4_15(t *testing.T) {
 	for _, withFUA := range []bool{true, false} {
 		mem := blockdev.NewMem(1<<20, 512)
@@ -207,7 +207,7 @@ func TestWCEOffFlushes_SBC3_6_4_5(t *testing.T) {
 	}
 }
 
-// Read-only LU (SBC-3 §4.?): writes fail with DATA PROTECT, WRITE
+// Read-only LU (SBC-3 "write protection"): writes fail with DATA PROTECT, WRITE
 // PROTECTED; WP is set in the mode parameter header (libiscsi
 // ReadOnly.ReadOnlySBC).
 func TestReadOnly_SBC3(t *testing.T) {
@@ -224,8 +224,9 @@ func TestReadOnly_SBC3(t *testing.T) {
 	}
 }
 
-// SPC-4 §7.5.8 SWP is not changeable (libiscsi ModeSense6.Control-SWP then
-// skips): a MODE SELECT setting it is INVALID FIELD IN PARAMETER LIST.
+// SPC-4 "Control mode page" SWP is not changeable (libiscsi
+// ModeSense6.Control-SWP then skips): a MODE SELECT setting it is INVALID FIELD
+// IN PARAMETER LIST.
 func TestSoftwareWriteProtectFixed_SPC4_7_5_8(t *testing.T) {
 	lu := newTestLU(t)
 	n := newNexus(t, lu)
@@ -241,7 +242,7 @@ func TestSoftwareWriteProtectFixed_SPC4_7_5_8(t *testing.T) {
 // Execute contract: a data-out shorter than the CDB's transfer length
 // (iSCSI EDTL < SPDTL) writes only the whole blocks received; a partial
 // block writes nothing and returns INVALID FIELD IN COMMAND INFORMATION
-// UNIT (FCP-4 §9.4.2, libiscsi iSCSIResiduals.Write10Residuals).
+// UNIT (FCP-4 "FCP_DL", libiscsi iSCSIResiduals.Write10Residuals).
 func TestShortDataOut(t *testing.T) {
 	lu := newTestLU(t)
 	n := newNexus(t, lu)
@@ -281,12 +282,12 @@ func TestShortDataIn(t *testing.T) {
 	}
 	// A buffer without the slack the contract requires is an internal
 	// error, not a panic.
-	buf := make([]byte, 200, 200)
+	buf := make([]byte, 200)
 	r := lu.Execute(t.Context(), n, &cmd, buf)
 	expectSense(t, r, SenseHardwareError, ascInternalTargetFailure)
 }
 
-// SBC-3 §5.31-5.33 VERIFY: BYTCHK 00b, 01b (MISCOMPARE with the offset in
+// SBC-3 "VERIFY (10/12/16)": BYTCHK 00b, 01b (MISCOMPARE with the offset in
 // INFORMATION), 11b; 10b reserved (libiscsi Verify10.*).
 func TestVerify_SBC3_5_31(t *testing.T) {
 	lu := newTestLU(t)
@@ -327,7 +328,7 @@ func TestVerify_SBC3_5_31(t *testing.T) {
 	expectGood(t, run(t, lu, n, cdbRW(opVerify16, 0, nb, 0), nil))
 }
 
-// SBC-3 §5.42-5.44 WRITE AND VERIFY with BYTCHK 0 and 1; 10b/11b are
+// SBC-3 "WRITE AND VERIFY (10/12/16)" with BYTCHK 0 and 1; 10b/11b are
 // invalid.
 func TestWriteAndVerify_SBC3_5_42(t *testing.T) {
 	lu := newTestLU(t)
@@ -345,7 +346,7 @@ func TestWriteAndVerify_SBC3_5_42(t *testing.T) {
 	}
 }
 
-// SBC-3 §5.16 READ CAPACITY(10) and §5.17 READ CAPACITY(16).
+// SBC-3 "READ CAPACITY (10)" and "READ CAPACITY (16)".
 func TestReadCapacity_SBC3_5_16(t *testing.T) {
 	lu := newTestLU(t, withBlockSize(4096)) // 256 blocks
 	n := newNexus(t, lu)
@@ -394,7 +395,7 @@ func TestReadCapacity_SBC3_5_16(t *testing.T) {
 	}
 }
 
-// SBC-3 §5.25 START STOP UNIT and §5.? PREVENT ALLOW MEDIUM REMOVAL:
+// SBC-3 "START STOP UNIT" and "PREVENT ALLOW MEDIUM REMOVAL":
 // accepted, no effect (libiscsi StartStopUnit.NoLoej).
 func TestStartStopPreventAllow_SBC3_5_25(t *testing.T) {
 	lu := newTestLU(t)
@@ -411,8 +412,8 @@ func TestStartStopPreventAllow_SBC3_5_25(t *testing.T) {
 	}
 }
 
-// Device errors become MEDIUM ERROR (SPC-4 §4.5.6): UNRECOVERED READ
-// ERROR for reads, WRITE ERROR for writes and flushes.
+// Device errors become MEDIUM ERROR (SPC-4 "sense key and additional sense
+// code"): UNRECOVERED READ ERROR for reads, WRITE ERROR for writes and flushes.
 func TestMediumErrors(t *testing.T) {
 	f := blockdev.NewFaulty(blockdev.NewMem(1<<20, 512))
 	lu := newTestLU(t, withDev(f))

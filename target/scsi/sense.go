@@ -9,7 +9,8 @@ const SenseMax = 32
 
 // Response is the outcome of Execute.
 type Response struct {
-	// Status is the SAM-5 status code (StatusGood, StatusCheckCondition, ...).
+	// Status is the SAM-5 status code (StatusGood, StatusCheckCondition,
+	// ...).
 	Status byte
 	// Sense holds Sense[:SenseLen], the sense data to send with CHECK
 	// CONDITION (in the iSCSI SCSI Response PDU's data segment, after the
@@ -28,16 +29,16 @@ type Response struct {
 func (r *Response) SenseData() []byte { return r.Sense[:r.SenseLen] }
 
 // CheckCondition returns a CHECK CONDITION response with fixed-format sense
-// data (SPC-4 §4.5.3) for the given sense key and additional sense code.
-// The transport uses it for conditions it detects itself, e.g. ABORTED
-// COMMAND 47h/03h after a data digest error (RFC 7143 §7.8).
+// data (SPC-4 "fixed format sense data") for the given sense key and additional
+// sense code. The transport uses it for conditions it detects itself, e.g.
+// ABORTED COMMAND 47h/03h after a data digest error (RFC 7143 "digest errors").
 func CheckCondition(key SenseKey, asc, ascq byte) Response {
 	e := senseErr{key: key, asc: ascCode(asc)<<8 | ascCode(ascq)}
 	return e.response(false)
 }
 
 // ascCode is an additional sense code (high byte) and qualifier (low byte),
-// SPC-4 §4.5.6 table 45 / Annex D.
+// SPC-4 "sense key and additional sense code".
 type ascCode uint16
 
 const (
@@ -64,7 +65,8 @@ const (
 )
 
 // isReset reports whether a is one of the 29h "reset occurred" codes, which
-// take precedence over other unit attention conditions (SAM-5 §5.14).
+// take precedence over other unit attention conditions (SAM-5 "unit attention
+// condition").
 func (a ascCode) isReset() bool { return a>>8 == 0x29 }
 
 // senseErr describes a CHECK CONDITION: the zero value means "no error".
@@ -73,21 +75,21 @@ func (a ascCode) isReset() bool { return a>>8 == 0x29 }
 type senseErr struct {
 	key SenseKey
 	asc ascCode
-	// sks holds the three sense-key specific bytes (SPC-4 §4.5.2.4);
-	// sks[0]&0x80 is SKSV.
+	// sks holds the three sense-key specific bytes (SPC-4 "sense key
+	// specific sense data descriptor"); sks[0]&0x80 is SKSV.
 	sks       [3]byte
 	infoValid bool
-	info      uint64 // INFORMATION field (SPC-4 §4.5.2.2) when infoValid
+	info      uint64 // INFORMATION field (SPC-4 "information sense data descriptor") when infoValid
 }
 
 func (e senseErr) failed() bool { return e.key != SenseNoSense || e.asc != ascNone }
 
 func illegal(a ascCode) senseErr { return senseErr{key: SenseIllegalRequest, asc: a} }
 
-// fieldPointer returns the FIELD POINTER sense-key specific bytes (SPC-4
-// §4.5.2.4.2): SKSV=1, C/D (1 = the error is in the CDB, 0 = in the
-// parameter list), BPV=1 and BIT POINTER = bit, FIELD POINTER = byte. For a
-// multi-bit field, bit is the field's most significant bit.
+// fieldPointer returns the FIELD POINTER sense-key specific bytes (SPC-4 "field
+// pointer sense key specific data"): SKSV=1, C/D (1 = the error is in the CDB,
+// 0 = in the parameter list), BPV=1 and BIT POINTER = bit, FIELD POINTER =
+// byte. For a multi-bit field, bit is the field's most significant bit.
 func fieldPointer(cd bool, byteOff int, bit uint8) [3]byte {
 	b0 := byte(0x80|0x08) | bit&7
 	if cd {
@@ -129,7 +131,7 @@ func miscompare(offset uint64) senseErr {
 	return senseErr{key: SenseMiscompare, asc: ascMiscompare, infoValid: true, info: offset}
 }
 
-// Fixed-format sense data is 18 bytes (SPC-4 §4.5.3, table 48).
+// Fixed-format sense data is 18 bytes (SPC-4 "fixed format sense data").
 const fixedSenseLen = 18
 
 // putFixed writes e as fixed-format current sense data (response code 70h)
@@ -151,8 +153,8 @@ func (e senseErr) putFixed(b []byte) int {
 }
 
 // putDescriptor writes e as descriptor-format current sense data (response
-// code 72h, SPC-4 §4.5.2) with an information descriptor (§4.5.2.2) when
-// e.infoValid and a sense-key specific descriptor (§4.5.2.4) when SKSV is
+// code 72h, SPC-4 "descriptor format sense data") with an information
+// descriptor when e.infoValid and a sense-key specific descriptor when SKSV is
 // set, and returns the length (at most 28 bytes). b must hold SenseMax
 // bytes.
 func (e senseErr) putDescriptor(b []byte) int {

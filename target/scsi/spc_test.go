@@ -11,8 +11,8 @@ import (
 	"hastor/blockdev"
 )
 
-// SPC-4 §6.47 TEST UNIT READY; SAM-5 §5.14: a new I_T nexus first sees
-// POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
+// SPC-4 "TEST UNIT READY"; SAM-5 "unit attention condition": a new I_T nexus
+// first sees POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
 func TestTestUnitReady_SPC4_6_47(t *testing.T) {
 	lu := newTestLU(t)
 	n := &Nexus{InitiatorName: "iqn.a", TargetName: "iqn.t"}
@@ -23,7 +23,7 @@ func TestTestUnitReady_SPC4_6_47(t *testing.T) {
 	expectInvalidCDB(t, run(t, lu, n, cdb6(opTestUnitReady, 0, 0, 1), nil), 3, 0)
 }
 
-// SAM-5 §5.9.1.1: NACA=1 without ACA support is INVALID FIELD IN CDB.
+// SAM-5 "NACA bit": NACA=1 without ACA support is INVALID FIELD IN CDB.
 func TestControlByteNACA_SAM5(t *testing.T) {
 	lu := newTestLU(t)
 	n := newNexus(t, lu)
@@ -35,7 +35,7 @@ func TestControlByteNACA_SAM5(t *testing.T) {
 	expectGood(t, run(t, lu, n, cdb6(opTestUnitReady, 0, 0, 0, 0, 0xC0), nil))
 }
 
-// SAM-5 §5.14 / SPC-4 §5.? unit attention rules: reported before any
+// SAM-5 "unit attention condition" rules: reported before any
 // command but INQUIRY, REPORT LUNS and REQUEST SENSE, and in precedence to
 // CDB errors; REQUEST SENSE reports and clears it.
 func TestUnitAttentionRules_SAM5_5_14(t *testing.T) {
@@ -66,7 +66,7 @@ func TestUnitAttentionRules_SAM5_5_14(t *testing.T) {
 	expectGood(t, run(t, lu, n, cdb6(opTestUnitReady), nil))
 }
 
-// SPC-4 §6.39 REQUEST SENSE: NO SENSE when nothing is pending; DESC=1
+// SPC-4 "REQUEST SENSE": NO SENSE when nothing is pending; DESC=1
 // gives descriptor format; allocation length truncates.
 func TestRequestSense_SPC4_6_39(t *testing.T) {
 	lu := newTestLU(t)
@@ -88,7 +88,7 @@ func TestRequestSense_SPC4_6_39(t *testing.T) {
 	}
 }
 
-// SPC-4 §6.4.2 standard INQUIRY data.
+// SPC-4 "standard INQUIRY data".
 func TestInquiryStandard_SPC4_6_4_2(t *testing.T) {
 	lu := newTestLU(t, func(c *LUConfig) { c.Vendor, c.Product, c.Revision = "ACME", "Volume", "42" })
 	n := newNexus(t, lu)
@@ -109,7 +109,7 @@ func TestInquiryStandard_SPC4_6_4_2(t *testing.T) {
 			t.Fatalf("version descriptor %d = %#04x, want %#04x", i, got, v)
 		}
 	}
-	// Allocation length truncates without error (SPC-4 §4.2.5.6).
+	// Allocation length truncates without error (SPC-4 "allocation length").
 	for _, alloc := range []int{0, 1, 5, 36, 95} {
 		r, d := runData(t, lu, n, cdb6(opInquiry, 0, 0, 0, byte(alloc)), nil)
 		expectGood(t, r)
@@ -119,7 +119,7 @@ func TestInquiryStandard_SPC4_6_4_2(t *testing.T) {
 	}
 }
 
-// SPC-4 §6.4.1: EVPD=0 with PAGE CODE ≠ 0 is INVALID FIELD IN CDB, and so
+// SPC-4 "INQUIRY": EVPD=0 with PAGE CODE ≠ 0 is INVALID FIELD IN CDB, and so
 // is an unsupported VPD page; CMDDT (obsolete) is treated as reserved.
 func TestInquiryInvalid_SPC4_6_4_1(t *testing.T) {
 	lu := newTestLU(t)
@@ -139,8 +139,8 @@ func vpd(t *testing.T, lu *LU, n *Nexus, page byte) []byte {
 	return d
 }
 
-// SPC-4 §7.8.16: every page listed in page 00h can be read, in ascending
-// order, and the page lengths match (libiscsi Inquiry.SupportedVPD).
+// SPC-4 "Supported VPD Pages": every page listed in page 00h can be read, in
+// ascending order, and the page lengths match (libiscsi Inquiry.SupportedVPD).
 func TestInquiryVPDPages_SPC4_7_8(t *testing.T) {
 	lu := newTestLU(t)
 	n := newNexus(t, lu)
@@ -168,7 +168,7 @@ func TestInquiryVPDPages_SPC4_7_8(t *testing.T) {
 	}
 }
 
-// SBC-3 §6.5.3 Block Limits: page length 3Ch, MAXIMUM TRANSFER LENGTH from
+// SBC-3 "Block Limits VPD page": page length 3Ch, MAXIMUM TRANSFER LENGTH from
 // MaxTransferBytes, no UNMAP or WRITE SAME.
 func TestInquiryBlockLimits_SBC3_6_5_3(t *testing.T) {
 	for _, bs := range []int{512, 4096} {
@@ -190,7 +190,7 @@ func TestInquiryBlockLimits_SBC3_6_5_3(t *testing.T) {
 	}
 }
 
-// SPC-4 §7.8.6 Device Identification: NAA and T10 vendor ID designators
+// SPC-4 "Device Identification VPD page": NAA and T10 vendor ID designators
 // from the VolumeID only; relative target port and SCSI name strings for
 // the target port (PIV=1, iSCSI) and target device.
 func TestInquiryDeviceID_SPC4_7_8_6(t *testing.T) {
@@ -285,7 +285,7 @@ func TestDeriveIdentity(t *testing.T) {
 
 const goldenIdentityVolA = "60AC0DEFC79706A3182388CDB4A84DE1/ED1F814FC83530C6"
 
-// SPC-4 §6.33 REPORT LUNS: SELECT REPORT, ALLOCATION LENGTH ≥ 16, LUN
+// SPC-4 "REPORT LUNS": SELECT REPORT, ALLOCATION LENGTH ≥ 16, LUN
 // encoding (peripheral below 256, flat space above).
 func TestReportLUNs_SPC4_6_33(t *testing.T) {
 	lus := make([]*LU, 300)
@@ -344,9 +344,9 @@ func TestReportLUNs_SPC4_6_33(t *testing.T) {
 	}
 }
 
-// SPC-4 §6.4.2 (PERIPHERAL QUALIFIER 011b) and §6.39: an absent LUN
-// answers INQUIRY and REQUEST SENSE, fails the rest with LOGICAL UNIT NOT
-// SUPPORTED.
+// SPC-4 "standard INQUIRY data" (PERIPHERAL QUALIFIER 011b) and "REQUEST
+// SENSE": an absent LUN answers INQUIRY and REQUEST SENSE, fails the rest with
+// LOGICAL UNIT NOT SUPPORTED.
 func TestAbsentLUN_SPC4(t *testing.T) {
 	tgt, err := NewTarget("iqn.2024-01.test:tgt", []*LU{newTestLU(t)})
 	if err != nil {
@@ -411,7 +411,7 @@ func TestNewLUConfig(t *testing.T) {
 	}
 }
 
-// SAM-5 §6.3.3 LOGICAL UNIT RESET: 29h/03h on every nexus, including the
+// SAM-5 "logical unit reset": 29h/03h on every nexus, including the
 // one that asked, and mode parameters back to their defaults.
 func TestLUReset_SAM5_6_3_3(t *testing.T) {
 	lu := newTestLU(t)
@@ -431,7 +431,7 @@ func TestLUReset_SAM5_6_3_3(t *testing.T) {
 	}
 }
 
-// SAM-5 §6.3.2 hard reset via TARGET WARM/COLD RESET (RFC 7143 §11.5.1).
+// SAM-5 "hard reset" via TARGET WARM/COLD RESET (RFC 7143 §11.5.1).
 func TestTargetReset_SAM5_6_3_2(t *testing.T) {
 	lu0, lu1 := newTestLU(t), newTestLU(t)
 	tgt, err := NewTarget("iqn.t", []*LU{lu0, lu1})
@@ -452,7 +452,7 @@ func TestTargetReset_SAM5_6_3_2(t *testing.T) {
 	}
 }
 
-// SAM-5 §6.3.4 I_T nexus loss: the initiator port sees I_T NEXUS LOSS
+// SAM-5 "I_T nexus loss": the initiator port sees I_T NEXUS LOSS
 // OCCURRED when it logs in again with the same ISID; a new ISID sees the
 // power-on UA.
 func TestITNexusLoss_SAM5_6_3_4(t *testing.T) {

@@ -1,20 +1,20 @@
 package scsi
 
 // modeState is the changeable, shared state of a logical unit: the current
-// values of the changeable mode parameters (SPC-4 §7.5, SBC-3 §6.4). It is
-// kept apart from the rest of the LU, as an immutable value replaced by
-// explicit transitions, so that it can later be replicated to a peer node
-// (together with reservation state) and applied there verbatim.
+// values of the changeable mode parameters (SPC-4 "mode parameters", SBC-3
+// "mode parameters"). It is kept apart from the rest of the LU, as an immutable
+// value replaced by explicit transitions, so that it can later be replicated to
+// a peer node (together with reservation state) and applied there verbatim.
 //
 // Every field is the current value of one changeable bit; the default
 // values come from the LU's configuration. Nothing is savable (MODE SELECT
 // with SP=1 and MODE SENSE of saved values are refused).
 type modeState struct {
 	// WCE is the Caching mode page's write cache enable bit (SBC-3
-	// §6.4.5). When false, every write is durable before GOOD.
+	// "Caching mode page"). When false, every write is durable before GOOD.
 	WCE bool
-	// DSense is the Control mode page's D_SENSE bit (SPC-4 §7.5.8): report
-	// sense data in descriptor format.
+	// DSense is the Control mode page's D_SENSE bit (SPC-4 "Control mode
+	// page"): report sense data in descriptor format.
 	DSense bool
 	// SWP (software write protect) is deliberately not changeable: a
 	// write-protect switch flipped by one initiator would be runtime state
@@ -33,10 +33,10 @@ type modeEventKind uint8
 
 const (
 	// modeSelected: a MODE SELECT command supplied new current values
-	// (SPC-4 §6.11). Unit attention MODE PARAMETERS CHANGED goes to every
-	// other I_T nexus if anything changed.
+	// (SPC-4 "MODE SELECT(6)"). Unit attention MODE PARAMETERS CHANGED goes
+	// to every other I_T nexus if anything changed.
 	modeSelected modeEventKind = iota + 1
-	// modeReset: a logical unit reset or hard reset (SAM-5 §6.3) restored
+	// modeReset: a logical unit reset or hard reset (SAM-5 "events") restored
 	// the default values (there are no saved values).
 	modeReset
 )

@@ -24,7 +24,7 @@ type Target struct {
 // can belong to one target only. len(lus) must not exceed MaxLUNs.
 func NewTarget(name string, lus []*LU) (*Target, error) {
 	if name == "" || len(name) > 223 || !utf8.ValidString(name) {
-		return nil, fmt.Errorf("%w: target name %q: must be 1-223 bytes of UTF-8 (RFC 7143 §4.2.7.1)", ErrInvalidConfig, name)
+		return nil, fmt.Errorf("%w: target name %q: must be 1-223 bytes of UTF-8 (RFC 7143 iSCSI names)", ErrInvalidConfig, name)
 	}
 	if len(lus) > MaxLUNs {
 		return nil, fmt.Errorf("%w: %d LUs: at most %d", ErrInvalidConfig, len(lus), MaxLUNs)
@@ -90,7 +90,7 @@ func (t *Target) Detach(n *Nexus) {
 }
 
 // Reset performs the LU-state effects of a target reset on every LU (SAM-5
-// §6.3.2 hard reset): mode parameters return to their defaults and every
+// "hard reset"): mode parameters return to their defaults and every
 // attached I_T nexus, including from, gets a unit attention (29h/03h for
 // ResetTargetWarm, 29h/01h for ResetTargetCold). Aborting tasks and, for a
 // cold reset, closing connections are the transport's job. from may be nil.

@@ -1,7 +1,7 @@
 package scsi
 
-// LBA is a logical block address (SBC-3 §4.5): the index of a logical block
-// on the logical unit, counted from 0.
+// LBA is a logical block address (SBC-3 "logical blocks"): the index of a
+// logical block on the logical unit, counted from 0.
 type LBA uint64
 
 // Blocks is a number of logical blocks (the TRANSFER LENGTH, VERIFICATION
@@ -31,7 +31,7 @@ func (d Dir) String() string {
 	return "invalid"
 }
 
-// Status codes (SAM-5 §5.3.1, table 27).
+// Status codes (SAM-5 "status codes").
 const (
 	StatusGood                byte = 0x00
 	StatusCheckCondition      byte = 0x02
@@ -43,7 +43,8 @@ const (
 	StatusTaskAborted         byte = 0x40
 )
 
-// SenseKey is the SENSE KEY field of sense data (SPC-4 §4.5.6, table 43).
+// SenseKey is the SENSE KEY field of sense data (SPC-4 "sense key and
+// additional sense code").
 type SenseKey byte
 
 // Sense keys.
@@ -66,7 +67,7 @@ const (
 // ResetKind selects the reset that Target.Reset performs.
 type ResetKind uint8
 
-// Reset kinds (RFC 7143 §11.5.1, SAM-5 §6.3).
+// Reset kinds (RFC 7143 §11.5.1, SAM-5 "hard reset").
 const (
 	// ResetTargetWarm is TARGET WARM RESET: a SAM-5 hard reset of the
 	// target. Every LU returns its mode parameters to their defaults and
