@@ -211,7 +211,12 @@ func Start(t testing.TB, opts Options) *Daemon {
 	logf.Close()
 	d.done = make(chan error, 1)
 	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() { d.stop(t) })
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() {
+			t.Logf("hastord log (%s):\n%s", d.LogPath, d.Log())
+		}
+	})
 	if err := d.waitReady(opts.Netns, 20*time.Second); err != nil {
 		t.Fatalf("hastord did not start: %v\n%s", err, d.Log())
 	}

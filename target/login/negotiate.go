@@ -165,14 +165,14 @@ func (n *Negotiator) answer(k, v string, discovery bool) (string, bool) {
 	l := n.Limits
 	switch k {
 	case "HeaderDigest":
-		d, ok := pickDigest(v, l.HeaderDigests)
+		d, ok := pickDigest(v, digestsFor(l.HeaderDigests, discovery))
 		if !ok {
 			return Reject, true
 		}
 		p.HeaderDigest = d == DigestCRC32C
 		return d, true
 	case "DataDigest":
-		d, ok := pickDigest(v, l.DataDigests)
+		d, ok := pickDigest(v, digestsFor(l.DataDigests, discovery))
 		if !ok {
 			return Reject, true
 		}
@@ -323,6 +323,21 @@ func pickDigest(offer string, accepted []string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// digestsFor returns the digests accepted for a session. A discovery
+// session carries no SCSI data and initiators (open-iscsi among them)
+// offer only None there, so None is always accepted for discovery.
+func digestsFor(accepted []string, discovery bool) []string {
+	if !discovery {
+		return accepted
+	}
+	for _, a := range accepted {
+		if a == DigestNone {
+			return accepted
+		}
+	}
+	return append(accepted[:len(accepted):len(accepted)], DigestNone)
 }
 
 func number(v string, lo, hi int) (int, bool) {

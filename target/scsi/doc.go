@@ -22,6 +22,22 @@
 // through another nexus (2Ah/01h) and by I_T nexus loss (29h/07h, reported when
 // the initiator port logs in again).
 //
+// Mode parameters: Caching (08h, WCE changeable), Control (0Ah, D_SENSE
+// changeable; SWP fixed at 0) and Informational Exceptions (1Ch). Their
+// current values form a small immutable state (modeState) replaced by
+// explicit transitions, kept apart so it can be replicated to a peer node.
+// Nothing is savable.
+//
+// Unsupported commands (COMPARE AND WRITE, UNMAP, WRITE SAME, EXTENDED
+// COPY, PERSISTENT RESERVE IN/OUT, RESERVE/RELEASE, ORWRITE, SANITIZE, GET
+// LBA STATUS, PRE-FETCH, ...) fail with INVALID COMMAND OPERATION CODE, which
+// conformance suites such as libiscsi's treat as "not implemented". REPORT
+// SUPPORTED OPERATION CODES lists exactly the supported commands, and its
+// CDB usage data is the mask Decode uses to reject reserved bits.
+//
+// Spec references name clauses by title (e.g. SBC-3 "READ CAPACITY (16)")
+// rather than number, since numbering differs between draft revisions.
+//
 // # Durability
 //
 // With the Caching page's WCE bit clear, and for every write with FUA, a
@@ -48,8 +64,10 @@
 //   - Map the PDU's LUN field with DecodeLUN and pick the LU with
 //     Target.LU.
 //   - Call Decode on the CDB; use Command.Dir and Command.DataLen to size
-//     buffers and solicit data-out (R2T). DataLen is 0 for commands that
-//     failed to decode.
+//     buffers and solicit data-out (R2T), never beyond the expected data
+//     transfer length. DataLen is 0 for commands that failed to decode:
+//     discard any immediate data and send the response. The data direction
+//     comes from the CDB, not from the PDU's R/W flags.
 //   - Buffers passed to Execute must start at a multiple of 4096
 //     (blockdev.Align). For data-in, pass len = min(DataLen, expected data
 //     transfer length) and cap = len rounded up to a multiple of 4096; send

@@ -292,7 +292,20 @@ func (lu *LU) Target() *Target { return lu.tgt.Load() }
 // OCCURRED). Attaching twice is a no-op.
 func (lu *LU) Attach(n *Nexus) { lu.attach(n) }
 
+// attach attaches n and publishes the I_T_L state in n.
 func (lu *LU) attach(n *Nexus) *itl {
+	it := lu.register(n)
+	if it != nil {
+		n.setITL(lu, it)
+	}
+	return it
+}
+
+// register records n as attached to lu, without publishing the I_T_L state
+// in n (the caller does, possibly in a batch). A command that arrives in
+// between finds no state in n and attaches again, which returns the same
+// state.
+func (lu *LU) register(n *Nexus) *itl {
 	if lu.absent || n == nil {
 		return nil
 	}
@@ -306,12 +319,17 @@ func (lu *LU) attach(n *Nexus) *itl {
 	if q, ok := lu.mu.departed[k]; ok {
 		it.mu.q = q
 		delete(lu.mu.departed, k)
+		for i, o := range lu.mu.departedOrder {
+			if o == k {
+				lu.mu.departedOrder = append(lu.mu.departedOrder[:i], lu.mu.departedOrder[i+1:]...)
+				break
+			}
+		}
 	} else {
 		it.mu.q.add(ascPowerOnResetOccurred)
 	}
 	it.pending.Store(it.mu.q.n > 0)
 	lu.mu.itls[n] = it
-	n.setITL(lu, it)
 	return it
 }
 
@@ -320,24 +338,32 @@ func (lu *LU) attach(n *Nexus) *itl {
 // OCCURRED, are kept for the next session of the same initiator port. The
 // transport calls it after the last command of n has completed.
 func (lu *LU) Detach(n *Nexus) {
+	if lu.unregister(n) {
+		n.setITL(lu, nil)
+	}
+}
+
+// unregister records the end of n on lu, without updating n's own map
+// (the caller does, possibly in a batch). It reports whether n was
+// attached.
+func (lu *LU) unregister(n *Nexus) bool {
 	if lu.absent || n == nil {
-		return
+		return false
 	}
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	it, ok := lu.mu.itls[n]
 	if !ok {
-		return
+		return false
 	}
 	delete(lu.mu.itls, n)
-	n.setITL(lu, nil)
 	k := n.key()
 	// Session reinstatement: a new session of the same I_T nexus may
 	// already be attached; it inherits the condition.
 	for other, oit := range lu.mu.itls {
 		if other.key() == k {
 			oit.establish(ascITNexusLoss)
-			return
+			return true
 		}
 	}
 	q := it.snapshot()
@@ -351,6 +377,7 @@ func (lu *LU) Detach(n *Nexus) {
 		lu.mu.departedOrder = append(lu.mu.departedOrder, k)
 	}
 	lu.mu.departed[k] = q
+	return true
 }
 
 // Reset performs the LU-state effects of LOGICAL UNIT RESET (SAM-5 "logical

@@ -54,19 +54,34 @@ func (n *Nexus) itlFor(lu *LU) *itl {
 
 // setITL attaches (it != nil) or detaches (it == nil) lu.
 func (n *Nexus) setITL(lu *LU, it *itl) {
+	n.updateITLs(map[*LU]*itl{lu: it})
+}
+
+// updateITLs applies a batch of attachments (non-nil values) and
+// detachments (nil values) with one copy of the map.
+func (n *Nexus) updateITLs(batch map[*LU]*itl) {
+	if len(batch) == 0 {
+		return
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	old := n.itls.Load()
-	m := make(map[*LU]*itl, 1)
+	size := len(batch)
+	if old != nil {
+		size += len(*old)
+	}
+	m := make(map[*LU]*itl, size)
 	if old != nil {
 		for k, v := range *old {
 			m[k] = v
 		}
 	}
-	if it == nil {
-		delete(m, lu)
-	} else {
-		m[lu] = it
+	for lu, it := range batch {
+		if it == nil {
+			delete(m, lu)
+		} else {
+			m[lu] = it
+		}
 	}
 	n.itls.Store(&m)
 }

@@ -516,3 +516,25 @@ func TestUAQueue(t *testing.T) {
 		t.Fatalf("queue grew to %d", q.n)
 	}
 }
+
+// A target with every LUN attaches and detaches a nexus in one pass.
+func TestTargetManyLUNs(t *testing.T) {
+	lus := make([]*LU, MaxLUNs)
+	for i := range lus {
+		lus[i] = newTestLU(t, withSize(4096, 512))
+	}
+	tgt, err := NewTarget("iqn.many", lus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Nexus{InitiatorName: "iqn.a"}
+	tgt.Attach(n)
+	if m := n.itls.Load(); m == nil || len(*m) != MaxLUNs {
+		t.Fatal("not attached to every LU")
+	}
+	expectSense(t, run(t, tgt.LU(MaxLUNs-1), n, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascPowerOnResetOccurred)
+	tgt.Detach(n)
+	if m := n.itls.Load(); len(*m) != 0 {
+		t.Fatalf("%d LUs still attached", len(*m))
+	}
+}

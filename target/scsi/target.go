@@ -72,20 +72,28 @@ func (t *Target) LU(lun uint64) *LU {
 // Attach attaches the I_T nexus n to every LU of t (see LU.Attach). The
 // transport calls it once per session at login.
 func (t *Target) Attach(n *Nexus) {
-	for _, lu := range t.lus {
-		if lu != nil {
-			lu.Attach(n)
+	batch := make(map[*LU]*itl, len(t.luns))
+	for _, l := range t.luns {
+		if it := t.lus[l].register(n); it != nil {
+			batch[t.lus[l]] = it
 		}
+	}
+	if n != nil {
+		n.updateITLs(batch)
 	}
 }
 
 // Detach ends the I_T nexus n on every LU of t (see LU.Detach). The
 // transport calls it when the session ends, after its last command.
 func (t *Target) Detach(n *Nexus) {
-	for _, lu := range t.lus {
-		if lu != nil {
-			lu.Detach(n)
+	batch := make(map[*LU]*itl, len(t.luns))
+	for _, l := range t.luns {
+		if t.lus[l].unregister(n) {
+			batch[t.lus[l]] = nil
 		}
+	}
+	if n != nil {
+		n.updateITLs(batch)
 	}
 }
 
@@ -99,9 +107,7 @@ func (t *Target) Reset(kind ResetKind, from *Nexus) {
 	if kind == ResetTargetCold {
 		ua = ascPowerOnOccurred
 	}
-	for _, lu := range t.lus {
-		if lu != nil {
-			lu.reset(ua)
-		}
+	for _, l := range t.luns {
+		t.lus[l].reset(ua)
 	}
 }
