@@ -29,7 +29,6 @@ lint:
 # Short fuzzing run of every fuzz target (FUZZTIME each).
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./target/pdu -run '^$$' -fuzz . -fuzztime $(FUZZTIME) || true
 	$(GO) test ./target/login -run '^$$' -fuzz FuzzParseText -fuzztime $(FUZZTIME)
 	$(GO) test ./target -run '^$$' -fuzz FuzzConnection -fuzztime $(FUZZTIME)
 	$(GO) test ./target/scsi -run '^$$' -fuzz FuzzDecodeExecute -fuzztime $(FUZZTIME)

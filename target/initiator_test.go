@@ -30,6 +30,7 @@ type ini struct {
 	itt       uint32
 	hd, dd    bool
 	maxSend   int // target's MaxRecvDataSegmentLength
+	maxRecv   int // our MaxRecvDataSegmentLength: the target must honour it
 	params    map[string]string
 }
 
@@ -41,7 +42,7 @@ func dialIni(t testing.TB, addr string) *ini {
 	}
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
-	return &ini{t: t, nc: nc, br: bufio.NewReader(nc), isid: [6]byte{0x80, 1, 2, 3, 4, 5}, cmdSN: 1, maxSend: 8192, params: map[string]string{}}
+	return &ini{t: t, nc: nc, br: bufio.NewReader(nc), isid: [6]byte{0x80, 1, 2, 3, 4, 5}, cmdSN: 1, maxSend: 8192, maxRecv: 8192, params: map[string]string{}}
 }
 
 func (i *ini) nextITT() uint32 { i.itt++; return i.itt }
@@ -87,6 +88,9 @@ func (i *ini) recv() (pdu.Header, []byte, error) {
 		}
 	}
 	n := h.DataSegmentLength()
+	if n > i.maxRecv {
+		return h, nil, fmt.Errorf("target sent a %d-byte data segment; MaxRecvDataSegmentLength is %d", n, i.maxRecv)
+	}
 	data := make([]byte, n+pdu.Pad(n))
 	if _, err := io.ReadFull(i.br, data); err != nil {
 		return h, nil, err
@@ -209,6 +213,9 @@ func (i *ini) login(o loginOpts) (uint16, error) {
 	rh, resp, err := exchange(1, 3, true, append(base, keys...))
 	if err != nil || status(rh) != 0 {
 		return status(rh), err
+	}
+	if v, ok := keys.Get("MaxRecvDataSegmentLength"); ok {
+		i.maxRecv, _ = strconv.Atoi(v)
 	}
 	if !rh.Transit() {
 		return 0xffff, fmt.Errorf("target did not transit to full feature phase")

@@ -23,9 +23,10 @@ import (
 const testIQN = "iqn.2026-11.dev.hastor:test"
 
 type testServer struct {
-	srv  *Server
-	addr string
-	dev  *blockdev.Mem
+	srv    *Server
+	addr   string
+	dev    *blockdev.Mem
+	faulty *blockdev.Faulty
 }
 
 type serverOpt func(*Options, *Target)
@@ -33,14 +34,12 @@ type serverOpt func(*Options, *Target)
 func withAuth(a Auth) serverOpt          { return func(_ *Options, t *Target) { t.Auth = a } }
 func withDiscoveryAuth(a Auth) serverOpt { return func(o *Options, _ *Target) { o.Discovery = a } }
 func withACL(a ACL) serverOpt            { return func(_ *Options, t *Target) { t.ACL = a } }
-func withLimits(f func(*login.Limits)) serverOpt {
-	return func(o *Options, _ *Target) { f(&o.Limits) }
-}
 
 func newTestServer(t testing.TB, opts ...serverOpt) *testServer {
 	t.Helper()
 	dev := blockdev.NewMem(64<<20, 512)
-	lu, err := scsi.NewLU(scsi.LUConfig{Dev: dev, BlockSize: 512, VolumeID: "test-vol-0", WriteCache: true})
+	faulty := blockdev.NewFaulty(dev)
+	lu, err := scsi.NewLU(scsi.LUConfig{Dev: faulty, BlockSize: 512, VolumeID: "test-vol-0", WriteCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +79,7 @@ func newTestServer(t testing.TB, opts ...serverOpt) *testServer {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &testServer{srv: srv, addr: ln.Addr().String(), dev: dev}
+	return &testServer{srv: srv, addr: ln.Addr().String(), dev: dev, faulty: faulty}
 }
 
 func (ts *testServer) loggedIn(t testing.TB, keys login.Text) *ini {

@@ -1,0 +1,201 @@
+package target
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"hastor/blockdev"
+	"hastor/target/pdu"
+)
+
+// blockWrites makes writes at byte offset off wait until release is
+// closed, and reports on started when one begins.
+func blockWrites(ts *testServer, off int64) (started chan struct{}, release chan struct{}) {
+	started = make(chan struct{}, 16)
+	release = make(chan struct{})
+	ts.faulty.SetFault(func(op blockdev.Op, o int64, n int) error {
+		if (op == blockdev.OpWrite || op == blockdev.OpWriteFUA) && o == off {
+			started <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+	return started, release
+}
+
+// sendWrite sends a WRITE(10) of one block with immediate data and does
+// not wait for its response.
+func sendWrite(t *testing.T, i *ini, lba uint32, seed byte) (itt, cmdSN uint32) {
+	t.Helper()
+	itt = i.nextITT()
+	cmdSN = i.cmdSN
+	var h pdu.Header
+	h.SetOpcode(pdu.OpSCSICmd, false)
+	h.SetFlags(pdu.FlagFinal | pdu.FlagWrite | pdu.AttrSimple)
+	h.SetITT(itt)
+	h.PutU32(20, 512)
+	h.PutU32(24, i.cmdSN)
+	i.cmdSN++
+	copy(h[32:], write10(lba, 1))
+	if err := i.send(&h, pattern(512, seed)); err != nil {
+		t.Fatal(err)
+	}
+	return itt, cmdSN
+}
+
+func sendTMF(t *testing.T, i *ini, fn byte, lun uint64, ref, refCmdSN uint32) {
+	t.Helper()
+	var h pdu.Header
+	h.SetOpcode(pdu.OpTaskReq, true)
+	h.SetFlags(pdu.FlagFinal | fn)
+	h.SetLUN(lun << 48)
+	h.SetITT(i.nextITT())
+	h.PutU32(20, ref)
+	h.PutU32(24, i.cmdSN)
+	h.PutU32(32, refCmdSN)
+	if err := i.send(&h, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ABORT TASK on a write blocked in the device: the TMF response comes only
+// after the write left the device, and the aborted write gets no response
+// (RFC 7143 §4.2.3.3, SAM-5 §7.2).
+func TestAbortTaskWaitsForExecutingWrite(t *testing.T) {
+	ts := newTestServer(t)
+	i := ts.loggedIn(t, nil)
+	clearUA(t, i)
+	started, release := blockWrites(ts, 40*512)
+	itt, cmdSN := sendWrite(t, i, 40, 1)
+	<-started
+	sendTMF(t, i, pdu.TMFAbortTask, 0, itt, cmdSN)
+	got := make(chan pdu.Header, 4)
+	go func() {
+		for {
+			h, _, err := i.recv()
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- h
+		}
+	}()
+	select {
+	case h := <-got:
+		t.Fatalf("%v arrived while the aborted write was still in the device", h.Opcode())
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	h := <-got
+	if h.Opcode() != pdu.OpTaskResp || h[2] != pdu.TMFComplete {
+		t.Fatalf("got %v response %d, want TMF response 0", h.Opcode(), h[2])
+	}
+	ts.faulty.SetFault(nil)
+	// No SCSI Response for the aborted write: the next PDU is for the TUR.
+	tur := i.nextITT()
+	var th pdu.Header
+	th.SetOpcode(pdu.OpSCSICmd, false)
+	th.SetFlags(pdu.FlagFinal | pdu.AttrSimple)
+	th.SetITT(tur)
+	th.PutU32(24, i.cmdSN)
+	i.cmdSN++
+	i.send(&th, nil)
+	h = <-got
+	if h.Opcode() != pdu.OpSCSIResp || h.ITT() != tur {
+		t.Fatalf("got %v for ITT %#x, want the TUR response (ITT %#x)", h.Opcode(), h.ITT(), tur)
+	}
+}
+
+// ABORT TASK for a task that already completed: "task does not exist".
+func TestAbortCompletedTask(t *testing.T) {
+	ts := newTestServer(t)
+	i := ts.loggedIn(t, nil)
+	clearUA(t, i)
+	if r, err := i.command(0, write10(5, 1), 512, pattern(512, 9), false); err != nil || r.status != 0 {
+		t.Fatal(err)
+	}
+	sendTMF(t, i, pdu.TMFAbortTask, 0, i.itt, i.cmdSN-1)
+	h, _ := i.mustRecv()
+	if h.Opcode() != pdu.OpTaskResp || h[2] != pdu.TMFNoTask {
+		t.Fatalf("got %v response %d, want 1 (task does not exist)", h.Opcode(), h[2])
+	}
+}
+
+// LUN RESET aborts tasks of every session on the LUN and sets a unit
+// attention on every I_T nexus, the requester's included (SAM-5 §6.3.3).
+func TestLUNResetAcrossSessions(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.loggedInISID(t, nil, 1)
+	b := ts.loggedInISID(t, nil, 2)
+	clearUA(t, a)
+	clearUA(t, b)
+	started, release := blockWrites(ts, 77*512)
+	sendWrite(t, b, 77, 2)
+	<-started
+	done := make(chan pdu.Header, 1)
+	go func() {
+		sendTMF(t, a, pdu.TMFLUNReset, 0, 0, 0)
+		h, _ := a.mustRecv()
+		done <- h
+	}()
+	select {
+	case <-done:
+		t.Fatal("LUN RESET answered before the other session's write left the device")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if h := <-done; h.Opcode() != pdu.OpTaskResp || h[2] != pdu.TMFComplete {
+		t.Fatalf("LUN RESET: %v %d", h.Opcode(), h[2])
+	}
+	ts.faulty.SetFault(nil)
+	for _, i := range []*ini{a, b} {
+		r, err := i.command(0, []byte{0, 0, 0, 0, 0, 0}, 0, nil, false)
+		if err != nil || r.status != 2 || len(r.sense) < 14 || r.sense[2]&0xf != 6 || r.sense[12] != 0x29 {
+			t.Fatalf("want UNIT ATTENTION 29h after LUN RESET, got status %d sense % x (%v)", r.status, r.sense, err)
+		}
+	}
+}
+
+// TARGET COLD RESET answers, then closes every connection to the target.
+func TestTargetColdResetClosesConnections(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.loggedInISID(t, nil, 1)
+	b := ts.loggedInISID(t, nil, 2)
+	clearUA(t, a)
+	sendTMF(t, a, pdu.TMFTargetColdReset, 0, 0, 0)
+	h, _ := a.mustRecv()
+	if h.Opcode() != pdu.OpTaskResp || h[2] != pdu.TMFComplete {
+		t.Fatalf("cold reset: %v %d", h.Opcode(), h[2])
+	}
+	for _, i := range []*ini{a, b} {
+		i.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, _, err := i.recv()
+			if err != nil {
+				if bytes.Contains([]byte(err.Error()), []byte("timeout")) {
+					t.Fatal("connection still open after TARGET COLD RESET")
+				}
+				break
+			}
+		}
+	}
+}
+
+// Unknown task management functions and TASK REASSIGN get their own
+// responses (RFC 7143 §11.6.1).
+func TestTMFUnsupported(t *testing.T) {
+	ts := newTestServer(t)
+	i := ts.loggedIn(t, nil)
+	for fn, want := range map[byte]byte{pdu.TMFTaskReassign: pdu.TMFReassignNotSupp, 15: pdu.TMFNotSupported} {
+		sendTMF(t, i, fn, 0, 0, 0)
+		h, _ := i.mustRecv()
+		if h.Opcode() != pdu.OpTaskResp || h[2] != want {
+			t.Errorf("function %d: response %d, want %d", fn, h[2], want)
+		}
+	}
+	sendTMF(t, i, pdu.TMFLUNReset, 7, 0, 0)
+	if h, _ := i.mustRecv(); h[2] != pdu.TMFNoLUN {
+		t.Errorf("LUN RESET of an absent LUN: response %d", h[2])
+	}
+}
