@@ -25,7 +25,12 @@ func (c *conn) handleTaskRequest() error {
 		p := &ctrlPDU{advance: true, credit: !h.Immediate(), sent: make(chan struct{})}
 		pdu.BuildTaskResponse(&p.hdr, h.ITT(), resp)
 		c.sendCtrl(p)
-		<-p.sent
+		select {
+		case <-p.sent:
+		case <-c.done:
+			// The connection ended; the response may never be sent.
+			return
+		}
 		if h.TaskFunction() == pdu.TMFTargetColdReset && resp == pdu.TMFComplete {
 			// A cold reset also ends every connection to the target
 			// (RFC 7143 §11.5.1), after the response went out.
