@@ -21,6 +21,11 @@ type session struct {
 	nexus     *scsi.Nexus
 	depth     uint32
 
+	// immediate counts immediate commands in flight; they take no CmdSN,
+	// so this bounds them instead (RFC 7143 §11.17.1 "Immediate command
+	// reject").
+	immediate atomic.Int32
+
 	// sn packs ExpCmdSN (high 32 bits) and MaxCmdSN (low 32 bits) so the
 	// writer reads a consistent pair without a lock.
 	sn atomic.Uint64
@@ -38,6 +43,8 @@ type session struct {
 	// taskDone is signalled (under mu) whenever a task leaves execution,
 	// for task management functions waiting on aborted tasks.
 	taskDone *sync.Cond
+	// ended is closed once the session is over and its I_T nexus detached.
+	ended chan struct{}
 }
 
 func newSession(srv *Server, tgt *Target, discovery bool, initiator string, isid [6]byte, tsih uint16, cmdSN uint32) *session {
@@ -49,6 +56,7 @@ func newSession(srv *Server, tgt *Target, discovery bool, initiator string, isid
 		initiator: initiator,
 		isid:      isid,
 		depth:     uint32(srv.opts.QueueDepth),
+		ended:     make(chan struct{}),
 	}
 	s.mu.tasks = make(map[uint32]*task, srv.opts.QueueDepth)
 	s.mu.ahead = make(map[uint32]struct{})
@@ -224,16 +232,19 @@ func (s *session) waitConnIdle(c *conn) {
 	}
 }
 
-// terminate ends the session for reinstatement: its connection is closed
-// and its tasks are finished before the new session proceeds.
+// terminate ends the session for reinstatement: its connection is closed,
+// its tasks finish and its I_T nexus is detached before the new session
+// proceeds, so no old command runs alongside the new session.
 func (s *session) terminate(cause error) {
 	s.mu.Lock()
 	c := s.mu.conn
 	s.mu.Unlock()
-	if c != nil {
+	if c == nil {
+		s.end()
+	} else {
 		c.close(cause)
-		c.waitTasks()
 	}
+	<-s.ended
 }
 
 // end forgets the session once its last connection is gone (ERL 0).
@@ -249,4 +260,5 @@ func (s *session) end() {
 	if s.tgt != nil {
 		s.tgt.SCSI.Detach(s.nexus)
 	}
+	close(s.ended)
 }

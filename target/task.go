@@ -100,10 +100,16 @@ func (c *conn) handleSCSICommand() error {
 	}
 	itt := h.ITT()
 	sess := c.sess
+	if immediate && sess.immediate.Add(1) > int32(sess.depth) {
+		sess.immediate.Add(-1)
+		return c.rejectAndDrain(pdu.RejectImmediateCmd)
+	}
 	sess.mu.Lock()
 	if _, busy := sess.mu.tasks[itt]; busy {
 		sess.mu.Unlock()
-		if !immediate {
+		if immediate {
+			sess.immediate.Add(-1)
+		} else {
 			sess.credit()
 		}
 		return c.rejectAndDrain(pdu.RejectTaskInProgress)
@@ -382,7 +388,9 @@ func (c *conn) finishExec(t *task) {
 // exactly once per task, by whoever owns it last.
 func (c *conn) releaseTask(t *task) {
 	sess := c.sess
-	if !t.immediate && !t.credited {
+	if t.immediate {
+		sess.immediate.Add(-1)
+	} else if !t.credited {
 		sess.credit()
 	}
 	if t.buf != nil {
