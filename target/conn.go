@@ -59,6 +59,10 @@ type conn struct {
 
 	// execWG counts tasks of this connection that are not yet released.
 	execWG sync.WaitGroup
+	// execq feeds the execution workers; workers is owned by the reader.
+	execq       chan *task
+	workers     int
+	idleWorkers atomic.Int32
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when the connection closes
@@ -115,6 +119,9 @@ func (c *conn) serve(ctx context.Context) {
 	c.sess = sess
 	c.log = c.log.With("initiator", sess.initiator, "tsih", sess.tsih)
 	c.out = make(chan outItem, 2*c.srv.opts.QueueDepth+16)
+	// Window plus as many immediate commands: everything that can be in
+	// flight at once.
+	c.execq = make(chan *task, 2*c.srv.opts.QueueDepth)
 	c.writerWG.Add(1)
 	go c.writer()
 	if c.srv.opts.NopInInterval > 0 {

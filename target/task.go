@@ -335,13 +335,36 @@ func (c *conn) placeDataOut(t *task, ttt, off, end, limit, sn uint32) error {
 	return nil
 }
 
-// startExec hands t to its own goroutine.
+// startExec hands t to an execution goroutine. The connection keeps a
+// pool of them, grown on demand up to the command window, so that every
+// command in flight runs concurrently and steady state starts no goroutine
+// (a go statement allocates).
 func (c *conn) startExec(t *task) {
 	sess := c.sess
 	sess.mu.Lock()
 	t.state = taskExecuting
 	sess.mu.Unlock()
-	go c.exec(t)
+	if c.idleWorkers.Load() == 0 && c.workers < cap(c.execq) {
+		c.workers++
+		c.writerWG.Add(1)
+		go c.worker()
+	}
+	c.execq <- t
+}
+
+// worker runs commands until the connection has no task left.
+func (c *conn) worker() {
+	defer c.writerWG.Done()
+	for {
+		c.idleWorkers.Add(1)
+		select {
+		case t := <-c.execq:
+			c.idleWorkers.Add(-1)
+			c.exec(t)
+		case <-c.quit:
+			return
+		}
+	}
 }
 
 // exec runs the SCSI command and queues the response.
@@ -410,6 +433,15 @@ func (c *conn) releaseTask(t *task) {
 func (c *conn) renderTask(t *task) {
 	w := &c.w
 	w.release = append(w.release, t)
+	// Free the ITT before the response goes out: once the initiator has
+	// the response it may reuse the tag at once (RFC 7143 §11.2.1.8). The
+	// task's buffer stays with the writer until the write completes.
+	sess := c.sess
+	sess.mu.Lock()
+	if sess.mu.tasks[t.itt] == t {
+		delete(sess.mu.tasks, t.itt)
+	}
+	sess.mu.Unlock()
 	if t.aborted.Load() {
 		return
 	}
