@@ -446,6 +446,14 @@ func (c *conn) renderTask(t *task) {
 		return
 	}
 	r := &t.resp
+	if t.buf == nil || r.DataLen > len(t.buf.B) {
+		// The SCSI layer never returns more than the buffer it was
+		// given; keep it that way even if it had a bug.
+		r.DataLen = 0
+		if t.buf != nil {
+			r.DataLen = len(t.buf.B)
+		}
+	}
 	// Residuals (RFC 7143 §11.4.5): overflow when the command wanted more
 	// than the initiator's expected length, underflow when less moved.
 	var flags byte
