@@ -306,6 +306,28 @@ func (c *conn) readCtrlData() (data []byte, ok bool, err error) {
 	return buf, true, nil
 }
 
+// acceptControl admits a control request (NOP-Out, Text) by its CmdSN and
+// reads its data segment. ok is false when the request is to be ignored:
+// outside the command window, or rejected for a data digest error.
+func (c *conn) acceptControl(h *pdu.Header) (data []byte, ok bool, err error) {
+	if !h.Immediate() && !c.sess.acceptCmdSN(h.CmdSN()) {
+		return nil, false, c.discardData(h.DataSegmentLength())
+	}
+	data, ok, err = c.readCtrlData()
+	if err == nil && !ok {
+		c.uncount(h)
+	}
+	return data, ok, err
+}
+
+// uncount gives back the CmdSN a non-immediate request consumed when it is
+// rejected instead of executed, so the window does not shrink.
+func (c *conn) uncount(h *pdu.Header) {
+	if !h.Immediate() {
+		c.sess.credit()
+	}
+}
+
 // rejectAndDrain discards the current PDU's data segment and rejects it.
 func (c *conn) rejectAndDrain(reason byte) error {
 	if err := c.discardData(c.hdr.DataSegmentLength()); err != nil {
@@ -387,14 +409,8 @@ func (c *conn) handleNOPOut() error {
 		}
 		return c.discardData(h.DataSegmentLength())
 	}
-	if !h.Immediate() && !c.sess.acceptCmdSN(h.CmdSN()) {
-		return c.discardData(h.DataSegmentLength())
-	}
-	data, ok, err := c.readCtrlData()
-	if err != nil || !ok {
-		if err == nil && !h.Immediate() {
-			c.sess.credit()
-		}
+	data, ok, err := c.acceptControl(h)
+	if !ok {
 		return err
 	}
 	p := &ctrlPDU{advance: true, credit: !h.Immediate()}

@@ -93,9 +93,7 @@ func (c *conn) handleSCSICommand() error {
 	write := flags&pdu.FlagWrite != 0
 	if dsl > 0 && (!write || uint32(dsl) > edtl || !c.params.ImmediateData || dsl > c.params.FirstBurstLength) {
 		c.log.Debug("bad immediate data", "dsl", dsl, "write", write, "edtl", edtl, "immediate_data", c.params.ImmediateData, "first_burst", c.params.FirstBurstLength)
-		if !immediate {
-			c.sess.credit()
-		}
+		c.uncount(h)
 		return c.rejectAndDrain(pdu.RejectProtocolError)
 	}
 	itt := h.ITT()

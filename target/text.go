@@ -22,23 +22,15 @@ type textState struct {
 // Appendix C) and NotUnderstood for keys hastor does not renegotiate.
 func (c *conn) handleTextRequest() error {
 	h := c.hdr
-	if !h.Immediate() && !c.sess.acceptCmdSN(h.CmdSN()) {
-		return c.discardData(h.DataSegmentLength())
-	}
-	data, ok, err := c.readCtrlData()
-	if err != nil || !ok {
-		if err == nil && !h.Immediate() {
-			c.sess.credit()
-		}
+	data, ok, err := c.acceptControl(&h)
+	if !ok {
 		return err
 	}
 	ts := &c.text
 	if ttt := h.TTT(); ttt != pdu.ReservedTag {
 		// Continuation of a long response.
 		if ttt != ts.ttt || h.ITT() != ts.itt || len(ts.rest) == 0 {
-			if !h.Immediate() {
-				c.sess.credit()
-			}
+			c.uncount(&h)
 			return c.reject(pdu.RejectProtocolError)
 		}
 		c.sendText(&h, nil)
@@ -47,9 +39,7 @@ func (c *conn) handleTextRequest() error {
 	ts.req = append(ts.req, data...)
 	if len(ts.req) > maxLoginText {
 		ts.req = ts.req[:0]
-		if !h.Immediate() {
-			c.sess.credit()
-		}
+		c.uncount(&h)
 		return c.reject(pdu.RejectProtocolError)
 	}
 	if h.Continue() {
@@ -61,9 +51,7 @@ func (c *conn) handleTextRequest() error {
 	kv, perr := login.ParseText(ts.req)
 	ts.req = ts.req[:0]
 	if perr != nil {
-		if !h.Immediate() {
-			c.sess.credit()
-		}
+		c.uncount(&h)
 		return c.reject(pdu.RejectProtocolError)
 	}
 	var out []byte

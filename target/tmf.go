@@ -143,9 +143,7 @@ func (c *conn) handleLogout() error {
 	case pdu.LogoutRecovery:
 		resp = 2 // connection recovery is not supported at ERL 0
 	default:
-		if !h.Immediate() {
-			c.sess.credit()
-		}
+		c.uncount(&h)
 		return c.reject(pdu.RejectProtocolError)
 	}
 	c.bgWG.Add(1)

@@ -160,6 +160,33 @@ func (n *Negotiator) Offers() Text {
 	return t
 }
 
+// numericKey describes a key negotiated by a numerical result function
+// (RFC 7143 §6.2.2).
+type numericKey struct {
+	lo, hi    int                       // valid range of the offered value
+	result    func(offer, ours int) int // min or max
+	ours      func(Limits) int
+	field     func(*Params) *int
+	discovery bool // negotiated in discovery sessions too (else Irrelevant)
+}
+
+func minimum(a, b int) int { return min(a, b) }
+func maximum(a, b int) int { return max(a, b) }
+
+// numericKeys are the operational keys with numerical results (RFC 7143
+// §13). MaxConnections and ErrorRecoveryLevel are capped at hastor's
+// support (one connection per session, ERL 0); DefaultTime2Retain is
+// negotiated although ERL 0 keeps no state for reconnection.
+var numericKeys = map[string]numericKey{
+	"MaxConnections":     {1, 65535, minimum, func(Limits) int { return 1 }, func(p *Params) *int { return &p.MaxConnections }, true},
+	"ErrorRecoveryLevel": {0, 2, minimum, func(Limits) int { return 0 }, func(p *Params) *int { return &p.ErrorRecoveryLevel }, true},
+	"MaxBurstLength":     {512, 16777215, minimum, func(l Limits) int { return l.MaxBurstLength }, func(p *Params) *int { return &p.MaxBurstLength }, false},
+	"FirstBurstLength":   {512, 16777215, minimum, func(l Limits) int { return l.FirstBurstLength }, func(p *Params) *int { return &p.FirstBurstLength }, false},
+	"MaxOutstandingR2T":  {1, 65535, minimum, func(l Limits) int { return l.MaxOutstandingR2T }, func(p *Params) *int { return &p.MaxOutstandingR2T }, false},
+	"DefaultTime2Wait":   {0, 3600, maximum, func(l Limits) int { return l.DefaultTime2Wait }, func(p *Params) *int { return &p.DefaultTime2Wait }, true},
+	"DefaultTime2Retain": {0, 3600, minimum, func(l Limits) int { return l.DefaultTime2Retain }, func(p *Params) *int { return &p.DefaultTime2Retain }, true},
+}
+
 func (n *Negotiator) answer(k, v string, discovery bool) (string, bool) {
 	p := &n.Params
 	l := n.Limits
@@ -178,21 +205,6 @@ func (n *Negotiator) answer(k, v string, discovery bool) (string, bool) {
 		}
 		p.DataDigest = d == DigestCRC32C
 		return d, true
-	case "MaxConnections":
-		x, ok := number(v, 1, 65535)
-		if !ok {
-			return Reject, true
-		}
-		p.MaxConnections = min(x, 1)
-		return strconv.Itoa(p.MaxConnections), true
-	case "ErrorRecoveryLevel":
-		x, ok := number(v, 0, 2)
-		if !ok {
-			return Reject, true
-		}
-		p.ErrorRecoveryLevel = 0
-		_ = x
-		return "0", true
 	case "MaxRecvDataSegmentLength":
 		x, ok := number(v, 512, 16777215)
 		if !ok {
@@ -200,55 +212,23 @@ func (n *Negotiator) answer(k, v string, discovery bool) (string, bool) {
 		}
 		p.SendDataSegmentLength = x
 		return "", false // declarative: no answer
-	case "MaxBurstLength":
-		if discovery {
+	}
+	if nk, ok := numericKeys[k]; ok {
+		if discovery && !nk.discovery {
 			return Irrelevant, true
 		}
-		x, ok := number(v, 512, 16777215)
+		x, ok := number(v, nk.lo, nk.hi)
 		if !ok {
 			return Reject, true
 		}
-		p.MaxBurstLength = min(x, l.MaxBurstLength)
+		r := nk.result(x, nk.ours(l))
+		*nk.field(p) = r
 		if p.FirstBurstLength > p.MaxBurstLength {
 			p.FirstBurstLength = p.MaxBurstLength
 		}
-		return strconv.Itoa(p.MaxBurstLength), true
-	case "FirstBurstLength":
-		if discovery {
-			return Irrelevant, true
-		}
-		x, ok := number(v, 512, 16777215)
-		if !ok {
-			return Reject, true
-		}
-		p.FirstBurstLength = min(x, l.FirstBurstLength, p.MaxBurstLength)
-		return strconv.Itoa(p.FirstBurstLength), true
-	case "MaxOutstandingR2T":
-		if discovery {
-			return Irrelevant, true
-		}
-		x, ok := number(v, 1, 65535)
-		if !ok {
-			return Reject, true
-		}
-		p.MaxOutstandingR2T = min(x, l.MaxOutstandingR2T)
-		return strconv.Itoa(p.MaxOutstandingR2T), true
-	case "DefaultTime2Wait":
-		x, ok := number(v, 0, 3600)
-		if !ok {
-			return Reject, true
-		}
-		p.DefaultTime2Wait = max(x, l.DefaultTime2Wait)
-		return strconv.Itoa(p.DefaultTime2Wait), true
-	case "DefaultTime2Retain":
-		x, ok := number(v, 0, 3600)
-		if !ok {
-			return Reject, true
-		}
-		// ERL 0 keeps no state for reconnection, but the value is still
-		// negotiated by the min function.
-		p.DefaultTime2Retain = min(x, l.DefaultTime2Retain)
-		return strconv.Itoa(p.DefaultTime2Retain), true
+		return strconv.Itoa(r), true
+	}
+	switch k {
 	case "ImmediateData":
 		if discovery {
 			return Irrelevant, true
