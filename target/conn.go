@@ -29,11 +29,15 @@ var (
 // conn is one TCP connection. The reader goroutine (serve) owns the fields
 // marked "reader"; the writer goroutine owns those marked "writer".
 type conn struct {
-	srv    *Server
-	nc     net.Conn
-	log    *slog.Logger
-	remote netip.AddrPort
-	local  netip.AddrPort
+	srv *Server
+	nc  net.Conn
+	// log gains the session's attributes after login (reader goroutine,
+	// before any other goroutine of the connection starts); baseLog is
+	// fixed and safe for close, which any goroutine may call.
+	log     *slog.Logger
+	baseLog *slog.Logger
+	remote  netip.AddrPort
+	local   netip.AddrPort
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -71,7 +75,7 @@ type conn struct {
 	bgWG      sync.WaitGroup // task management and logout helpers
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
+func newConn(ctx context.Context, s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:  s,
 		nc:   nc,
@@ -86,12 +90,13 @@ func newConn(s *Server, nc net.Conn) *conn {
 		c.local = ta.AddrPort()
 	}
 	c.log = s.log.With("remote", c.remote.String())
+	c.baseLog = c.log
+	c.ctx, c.cancel = context.WithCancelCause(ctx)
 	return c
 }
 
 // serve runs the connection: login, then the full feature phase.
-func (c *conn) serve(ctx context.Context) {
-	c.ctx, c.cancel = context.WithCancelCause(ctx)
+func (c *conn) serve() {
 	defer c.srv.removeConn(c)
 	defer func() {
 		if r := recover(); r != nil {
@@ -138,13 +143,11 @@ func (c *conn) serve(ctx context.Context) {
 // from any goroutine.
 func (c *conn) close(err error) {
 	c.closeOnce.Do(func() {
-		if c.cancel != nil {
-			c.cancel(err)
-		}
+		c.cancel(err)
 		close(c.done)
 		c.nc.Close()
 		if err != nil && !errors.Is(err, errLogout) && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-			c.log.Info("connection closed", "cause", err)
+			c.baseLog.Info("connection closed", "cause", err)
 		}
 	})
 }

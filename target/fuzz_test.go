@@ -101,13 +101,13 @@ func FuzzConnection(f *testing.F) {
 	ts.srv.log = slog.New(pc)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		client, server := net.Pipe()
-		c := newConn(ts.srv, server)
+		c := newConn(context.Background(), ts.srv, server)
 		ts.srv.mu.Lock()
 		ts.srv.mu.conns[c] = struct{}{}
 		ts.srv.wg.Add(1)
 		ts.srv.mu.Unlock()
 		served := make(chan struct{})
-		go func() { c.serve(context.Background()); close(served) }()
+		go func() { c.serve(); close(served) }()
 		go io.Copy(io.Discard, client)
 		client.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		client.Write(loginBytes(len(data) > 0 && data[0]&1 == 1))

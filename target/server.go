@@ -175,7 +175,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("target: accept: %w", err)
 		}
 		backoff = 0
-		c := newConn(s, nc)
+		c := newConn(ctx, s, nc)
 		s.mu.Lock()
 		if s.mu.closed {
 			s.mu.Unlock()
@@ -185,7 +185,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go c.serve(ctx)
+		go c.serve()
 	}
 }
 

@@ -104,6 +104,41 @@ func BenchmarkRead10_4k_Parallel(b *testing.B) {
 	})
 }
 
+// Many goroutines writing the same stripe: every WRITE takes the stripe's
+// lock shared (stripes.go), so this measures the cost of that shared lock
+// under contention.
+func BenchmarkWrite10_4k_Parallel(b *testing.B) {
+	lu := newTestLU(b, withDev(nullDev{1 << 30}), withWriteCache())
+	var mu sync.Mutex
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		mu.Lock()
+		n := newNexus(b, lu)
+		mu.Unlock()
+		cdb := cdbRW(opWrite10, 8, 8, 0)
+		buf := alignedBuf(4096)
+		for pb.Next() {
+			hotPath(lu, n, cdb, buf)
+		}
+	})
+}
+
+// ORWRITE of 4 KiB: exclusive stripe lock, read, OR, write.
+func BenchmarkORWrite16_4k(b *testing.B) {
+	lu := newTestLU(b, withDev(nullDev{1 << 30}), withWriteCache())
+	n := newNexus(b, lu)
+	cdb := cdbRW(opORWrite16, 8, 8, 0)
+	buf := alignedBuf(4096)
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := hotPath(lu, n, cdb, buf); r.Status != StatusGood {
+			b.Fatalf("status %#x", r.Status)
+		}
+	}
+}
+
 func BenchmarkDecodeRead16(b *testing.B) {
 	lu := newTestLU(b, withDev(nullDev{1 << 30}))
 	cdb := cdbRW(opRead16, 8, 8, 0)

@@ -17,8 +17,9 @@ type Command struct {
 	Dir     Dir
 	DataLen uint32
 	// LBA and Blocks are the range of READ, WRITE, WRITE AND VERIFY,
-	// VERIFY and SYNCHRONIZE CACHE (Blocks 0 in SYNCHRONIZE CACHE means
-	// "to the last LBA").
+	// VERIFY, ORWRITE, PRE-FETCH and SYNCHRONIZE CACHE (Blocks 0 in
+	// PRE-FETCH and SYNCHRONIZE CACHE means "to the last LBA"), and LBA is
+	// the STARTING LOGICAL BLOCK ADDRESS of GET LBA STATUS.
 	LBA    LBA
 	Blocks Blocks
 	// FUA and DPO are the CDB's force unit access and disable page out
@@ -28,6 +29,12 @@ type Command struct {
 	kind   opKind
 	err    senseErr // the CHECK CONDITION to return, if set
 	bytchk uint8    // VERIFY / WRITE AND VERIFY BYTCHK field
+	// resOK: processed even while another I_T nexus holds an SPC-2
+	// reservation (opInfo.resOK, or PREVENT ALLOW with PREVENT=00b).
+	resOK bool
+	// READ DEFECT DATA fields: REQ_PLIST, REQ_GLIST, DEFECT LIST FORMAT.
+	plist, glist bool
+	dlFormat     byte
 	// INQUIRY, MODE SENSE/SELECT, REQUEST SENSE, REPORT LUNS, REPORT
 	// SUPPORTED OPERATION CODES fields.
 	evpd     bool
@@ -90,9 +97,13 @@ func (lu *LU) Decode(cdb []byte) Command {
 	if e := checkReserved(cdb, info); e.failed() {
 		return failedCmd(op, e)
 	}
-	c := Command{Op: op, kind: info.kind}
+	c := Command{Op: op, kind: info.kind, resOK: info.resOK}
 	switch info.kind {
-	case kTestUnitReady, kPreventAllow:
+	case kTestUnitReady, kReserve, kRelease:
+	case kPreventAllow:
+		// SPC-2 "reservations": PREVENT ALLOW MEDIUM REMOVAL with
+		// PREVENT=00b is allowed from any I_T nexus.
+		c.resOK = cdb[4]&0x03 == 0
 	case kStartStopUnit:
 		// SBC-3 "START STOP UNIT": POWER CONDITION 0h START_VALID, 1h
 		// ACTIVE, 2h IDLE, 3h STANDBY, 7h LU_CONTROL, Ah FORCE_IDLE_0,
@@ -177,6 +188,30 @@ func (lu *LU) Decode(cdb []byte) Command {
 		c.setDataIn(alloc)
 	case kReportOpcodes:
 		return decodeReportOpcodes(c, cdb)
+	case kORWrite:
+		return lu.decodeRW(c, cdb)
+	case kPreFetch:
+		// SBC-3 "PRE-FETCH (10)", "PRE-FETCH (16)": PREFETCH LENGTH 0
+		// means "to the last LBA"; the range is checked like READ's
+		// (SBC-3 "logical blocks"), but not against MAXIMUM TRANSFER
+		// LENGTH since nothing is transferred (MAXIMUM PREFETCH LENGTH
+		// 0: no limit). IMMED changes nothing (see execPreFetch).
+		lba, n, _ := rwFields(cdb)
+		if lba >= lu.nblocks || uint64(n) > lu.nblocks-lba {
+			return failedCmd(op, errLBAOutOfRange)
+		}
+		c.LBA, c.Blocks = LBA(lba), Blocks(n)
+	case kGetLBAStatus:
+		// SBC-3 "GET LBA STATUS": a STARTING LOGICAL BLOCK ADDRESS
+		// past the last LBA is LBA OUT OF RANGE.
+		lba := binary.BigEndian.Uint64(cdb[2:10])
+		if lba >= lu.nblocks {
+			return failedCmd(op, errLBAOutOfRange)
+		}
+		c.LBA = LBA(lba)
+		c.setDataIn(binary.BigEndian.Uint32(cdb[10:14]))
+	case kReadDefect:
+		return decodeReadDefect(c, cdb)
 	default:
 		return failedCmd(op, errInvalidOpcode)
 	}
@@ -241,8 +276,8 @@ func rwFields(cdb []byte) (lba uint64, n uint32, nOff int) {
 	return 0, 0, 0
 }
 
-// decodeRW decodes READ, WRITE, WRITE AND VERIFY and VERIFY (SBC-3 "READ (10)",
-// "VERIFY", "WRITE AND VERIFY").
+// decodeRW decodes READ, WRITE, WRITE AND VERIFY, VERIFY and ORWRITE (SBC-3
+// "READ (10)", "VERIFY", "WRITE AND VERIFY", "ORWRITE (16)").
 func (lu *LU) decodeRW(c Command, cdb []byte) Command {
 	op := c.Op
 	lba, n, nOff := rwFields(cdb)
@@ -253,7 +288,7 @@ func (lu *LU) decodeRW(c Command, cdb []byte) Command {
 		}
 	} else {
 		c.DPO = cdb[1]&0x10 != 0
-		c.FUA = cdb[1]&0x08 != 0 && (c.kind == kRead || c.kind == kWrite)
+		c.FUA = cdb[1]&0x08 != 0 && (c.kind == kRead || c.kind == kWrite || c.kind == kORWrite)
 	}
 	if c.kind == kVerify || c.kind == kWriteVerify {
 		c.bytchk = cdb[1] >> 1 & 0x03
@@ -275,7 +310,7 @@ func (lu *LU) decodeRW(c Command, cdb []byte) Command {
 	if lba >= lu.nblocks || uint64(n) > lu.nblocks-lba {
 		return failedCmd(op, errLBAOutOfRange)
 	}
-	if (c.kind == kWrite || c.kind == kWriteVerify) && lu.cfg.ReadOnly {
+	if (c.kind == kWrite || c.kind == kWriteVerify || c.kind == kORWrite) && lu.cfg.ReadOnly {
 		return failedCmd(op, errWriteProtected)
 	}
 	c.LBA, c.Blocks = LBA(lba), Blocks(n)
@@ -283,7 +318,7 @@ func (lu *LU) decodeRW(c Command, cdb []byte) Command {
 	switch c.kind {
 	case kRead:
 		c.setDataIn(bytes)
-	case kWrite, kWriteVerify:
+	case kWrite, kWriteVerify, kORWrite:
 		c.DataLen = bytes
 	case kVerify:
 		switch c.bytchk {

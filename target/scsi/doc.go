@@ -28,12 +28,35 @@
 // explicit transitions, kept apart so it can be replicated to a peer node.
 // Nothing is savable.
 //
+// Besides the usual SPC-4/SBC-3 set (INQUIRY, MODE SENSE/SELECT, READ,
+// WRITE, VERIFY, WRITE AND VERIFY, SYNCHRONIZE CACHE, ...) the LU implements
+// PRE-FETCH (10)/(16) (GOOD: there is no cache to load), GET LBA STATUS
+// (fully provisioned: everything mapped), ORWRITE (16), READ DEFECT DATA
+// (10)/(12) (empty lists) and SPC-2 RESERVE/RELEASE (6)/(10).
+//
 // Unsupported commands (COMPARE AND WRITE, UNMAP, WRITE SAME, EXTENDED
-// COPY, PERSISTENT RESERVE IN/OUT, RESERVE/RELEASE, ORWRITE, SANITIZE, GET
-// LBA STATUS, PRE-FETCH, ...) fail with INVALID COMMAND OPERATION CODE, which
-// conformance suites such as libiscsi's treat as "not implemented". REPORT
-// SUPPORTED OPERATION CODES lists exactly the supported commands, and its
-// CDB usage data is the mask Decode uses to reject reserved bits.
+// COPY, RECEIVE COPY RESULTS, PERSISTENT RESERVE IN/OUT, SANITIZE, WRITE
+// ATOMIC, ...) fail with INVALID COMMAND OPERATION CODE, which conformance
+// suites such as libiscsi's treat as "not implemented". REPORT SUPPORTED
+// OPERATION CODES lists exactly the supported commands, and its CDB usage
+// data is the mask Decode uses to reject reserved bits.
+//
+// # Reservations
+//
+// SPC-2 reservations (reservation.go) live in a small immutable state per LU
+// (resState), replaced by explicit transitions and kept apart from I/O state
+// like the mode state, so that both can be replicated to a peer node. While
+// an I_T nexus holds the LU reserved, most commands of other I_T nexuses end
+// with RESERVATION CONFLICT (status 18h, no sense data) after any pending
+// unit attention is reported. LU reset, target reset and I_T nexus loss
+// (Detach) release the reservation.
+//
+// # Read-modify-write atomicity
+//
+// ORWRITE (and later COMPARE AND WRITE) must run as an uninterrupted
+// sequence. The LU keeps a fixed table of stripe locks (stripes.go): commands
+// that modify the medium hold their stripes' locks shared, read-modify-write
+// commands hold them exclusively, READ takes none.
 //
 // Spec references name clauses by title (e.g. SBC-3 "READ CAPACITY (16)")
 // rather than number, since numbering differs between draft revisions.
@@ -49,9 +72,10 @@
 //
 // Decode and Execute are safe for concurrent use, for any number of
 // commands of any nexuses on the same LU. READ, WRITE and TEST UNIT READY
-// take no LU-wide lock and do not allocate: they read the current mode
-// state through an atomic pointer and the nexus's pending-UA flag through
-// an atomic bool. Mode changes, attach/detach and resets serialize on a
+// take no LU-wide lock and do not allocate: they read the current mode and
+// reservation states through atomic pointers and the nexus's pending-UA
+// flag through an atomic bool; WRITE also takes the shared lock of the
+// stripes it writes (one or two atomic operations for a typical I/O). Mode changes, attach/detach and resets serialize on a
 // small per-LU mutex. Commands run concurrently are unordered, as with
 // the SIMPLE task attribute; the Control mode page reports QUEUE
 // ALGORITHM MODIFIER 1.
@@ -69,10 +93,13 @@
 //     discard any immediate data and send the response. The data direction
 //     comes from the CDB, not from the PDU's R/W flags.
 //   - Buffers passed to Execute must start at a multiple of 4096
-//     (blockdev.Align). For data-in, pass len = min(DataLen, expected data
+//     (blockdev.Align). Execute may overwrite data-out bytes (ORWRITE
+//     computes its result in place). For data-in, pass len = min(DataLen, expected data
 //     transfer length) and cap = len rounded up to a multiple of 4096; send
 //     data[:Response.DataLen] and compute residuals from it. For data-out,
 //     pass the bytes received (see Execute for short transfers).
+//   - Send Response.Status as is: besides GOOD and CHECK CONDITION it may be
+//     RESERVATION CONFLICT (no sense data) or TASK ABORTED.
 //   - Task management: on ABORT TASK and similar, stop sending the
 //     command's response (Execute may still be running); on LOGICAL UNIT
 //     RESET, abort the LU's tasks and call LU.Reset; on TARGET WARM/COLD

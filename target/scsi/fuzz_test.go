@@ -19,6 +19,11 @@ func FuzzDecodeExecute(f *testing.F) {
 	f.Add(cdbRW(opWrite16, 1, 1, 0x08), pattern(512, 1), uint32(512), byte(0))
 	f.Add(cdb6(opInquiry, 1, 0x83, 0, 255), []byte{}, uint32(255), byte(1))
 	f.Add(modeSelect6(controlPage(true, false)), controlPage(true, false), uint32(16), byte(2))
+	f.Add(cdbRW(opORWrite16, 2, 1, 0x08), pattern(512, 2), uint32(512), byte(0))
+	f.Add(cdbRW(opPreFetch10, 2, 0, 0x02), []byte{}, uint32(0), byte(0))
+	f.Add(cdbGetLBAStatus(3, 24), []byte{}, uint32(24), byte(0))
+	f.Add(cdb6(opReserve6), []byte{}, uint32(0), byte(4))
+	f.Add(cdbReadDefect(true, true, false, 3, 0, 32), []byte{}, uint32(32), byte(0))
 
 	lu, err := NewLU(LUConfig{Dev: blockdev.NewMem(64*512, 512), VolumeID: "fuzz", MaxTransferBytes: 32 << 10,
 		Logger: slog.New(slog.DiscardHandler)})
@@ -68,7 +73,7 @@ func FuzzDecodeExecute(f *testing.F) {
 			t.Fatalf("DataLen %d with buffer %d, Dir %v", r.DataLen, len(buf), cmd.Dir)
 		}
 		switch r.Status {
-		case StatusGood:
+		case StatusGood, StatusReservationConflict:
 			if r.SenseLen != 0 {
 				t.Fatalf("GOOD with %d bytes of sense", r.SenseLen)
 			}

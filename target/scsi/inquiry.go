@@ -108,10 +108,14 @@ func (lu *LU) execInquiry(n *Nexus, cmd *Command, data []byte) Response {
 		// unit of O_DIRECT I/O on the backing store.
 		binary.BigEndian.PutUint16(b[6:8], uint16(max(1, 4096/lu.bs)))
 		binary.BigEndian.PutUint32(b[8:12], uint32(lu.maxXfer))
-		// OPTIMAL TRANSFER LENGTH 0 (not reported); MAXIMUM PREFETCH
-		// LENGTH 0; no UNMAP (MAXIMUM UNMAP LBA COUNT and BLOCK
-		// DESCRIPTOR COUNT 0) and no WRITE SAME (MAXIMUM WRITE SAME
-		// LENGTH 0) yet.
+		// OPTIMAL TRANSFER LENGTH 0 (not reported). MAXIMUM PREFETCH
+		// LENGTH 0: PRE-FETCH is supported without a length limit (it
+		// transfers nothing; see execPreFetch). No UNMAP (MAXIMUM UNMAP
+		// LBA COUNT and BLOCK DESCRIPTOR COUNT 0), no WRITE SAME
+		// (MAXIMUM WRITE SAME LENGTH 0) and no atomic writes (MAXIMUM
+		// ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT, ATOMIC TRANSFER
+		// LENGTH GRANULARITY 0) yet: ORWRITE's atomicity is that of an
+		// uninterrupted sequence, not SBC-4 "atomic writes".
 	case vpdBlockDevChars:
 		b = vpdHeader(0x00, vpdBlockDevChars, 0x3C)
 		// MEDIUM ROTATION RATE 0001h: non-rotating medium. The volume

@@ -164,6 +164,14 @@ type LU struct {
 	// mode is the current mode state, read lock-free by every command;
 	// replaced only under mu.
 	mode atomic.Pointer[modeState]
+	// res is the SPC-2 reservation state (reservation.go), nil when the
+	// LU is not reserved; read lock-free by every command, replaced only
+	// under mu.
+	res atomic.Pointer[resState]
+
+	// stripes serializes read-modify-write commands (ORWRITE) against
+	// overlapping writes (stripes.go).
+	stripes stripeLocks
 
 	// stdInquiry is the standard INQUIRY data (SPC-4 "standard INQUIRY
 	// data"), built once.
@@ -204,6 +212,7 @@ func NewLU(cfg LUConfig) (*LU, error) {
 	for 1<<lu.bshift < lu.bs {
 		lu.bshift++
 	}
+	lu.stripes.init(lu.bshift)
 	if f, ok := cfg.Dev.(blockdev.FUAWriter); ok {
 		lu.fua = f
 	}
@@ -335,8 +344,9 @@ func (lu *LU) register(n *Nexus) *itl {
 
 // Detach ends the I_T nexus n on lu (logout, session failure): SAM-5
 // "I_T nexus loss". Its pending unit attentions, plus I_T NEXUS LOSS
-// OCCURRED, are kept for the next session of the same initiator port. The
-// transport calls it after the last command of n has completed.
+// OCCURRED, are kept for the next session of the same initiator port; an
+// SPC-2 reservation it holds is released. The transport calls it after the
+// last command of n has completed.
 func (lu *LU) Detach(n *Nexus) {
 	if lu.unregister(n) {
 		n.setITL(lu, nil)
@@ -358,6 +368,8 @@ func (lu *LU) unregister(n *Nexus) bool {
 	}
 	delete(lu.mu.itls, n)
 	k := n.key()
+	// SPC-2 reservations do not survive the I_T nexus (reservation.go).
+	lu.stepReservationLocked(resEvent{kind: resNexusLoss, from: k})
 	// Session reinstatement: a new session of the same I_T nexus may
 	// already be attached; it inherits the condition.
 	for other, oit := range lu.mu.itls {
@@ -381,9 +393,9 @@ func (lu *LU) unregister(n *Nexus) bool {
 }
 
 // Reset performs the LU-state effects of LOGICAL UNIT RESET (SAM-5 "logical
-// unit reset"): mode parameters return to their defaults and every attached I_T
-// nexus, including from, gets UNIT ATTENTION 29h/03h (BUS DEVICE RESET FUNCTION
-// OCCURRED). Aborting the LU's tasks is the transport's job; it calls Reset
+// unit reset"): mode parameters return to their defaults, an SPC-2
+// reservation is released, and every attached I_T nexus, including from, gets
+// UNIT ATTENTION 29h/03h (BUS DEVICE RESET FUNCTION OCCURRED). Aborting the LU's tasks is the transport's job; it calls Reset
 // once they are gone. from may be nil.
 func (lu *LU) Reset(from *Nexus) { lu.reset(ascBusDeviceReset) }
 
@@ -394,6 +406,7 @@ func (lu *LU) reset(ua ascCode) {
 	lu.mu.Lock()
 	old := *lu.mode.Load()
 	lu.commitModeLocked(old.next(modeEvent{kind: modeReset}, lu.defMode))
+	lu.stepReservationLocked(resEvent{kind: resReset})
 	for _, it := range lu.mu.itls {
 		it.establish(ua)
 	}
@@ -456,9 +469,16 @@ func (lu *LU) fail(e senseErr) Response {
 // Before running a command other than INQUIRY, REPORT LUNS and REQUEST SENSE,
 // Execute reports (and clears) the oldest unit attention pending for n, which
 // takes precedence over errors in the CDB (SAM-5 "unit attention condition").
+// Then, if another I_T nexus holds an SPC-2 reservation of the LU, most
+// commands end with RESERVATION CONFLICT status and no sense data
+// (reservation.go).
+//
+// Execute may modify the data-out bytes in data (ORWRITE computes its result
+// in place); the transport must not reuse them.
 //
 // Execute is safe for concurrent use; READ, WRITE and TEST UNIT READY take
-// no LU-wide lock and do not allocate. ctx is consulted between the chunks
+// no LU-wide lock and do not allocate (WRITE takes its stripes' locks shared,
+// see stripes.go). ctx is consulted between the chunks
 // of long VERIFY operations: a cancelled command returns TASK ABORTED.
 func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) Response {
 	var it *itl
@@ -483,9 +503,14 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 		}
 		return lu.fail(cmd.err)
 	}
+	if lu.reservationConflict(n, cmd) {
+		return Response{Status: StatusReservationConflict}
+	}
 	switch cmd.kind {
 	case kTestUnitReady, kPreventAllow, kStartStopUnit:
 		return Response{Status: StatusGood}
+	case kPreFetch:
+		return lu.execPreFetch()
 	case kRead:
 		return lu.execRead(cmd, data)
 	case kWrite:
@@ -512,6 +537,16 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 		return lu.execReportLUNs(cmd, data)
 	case kReportOpcodes:
 		return lu.execReportOpcodes(cmd, data)
+	case kORWrite:
+		return lu.execORWrite(ctx, cmd, data)
+	case kGetLBAStatus:
+		return lu.execGetLBAStatus(cmd, data)
+	case kReadDefect:
+		return lu.execReadDefect(cmd, data)
+	case kReserve:
+		return lu.execReserve(n)
+	case kRelease:
+		return lu.execRelease(n)
 	}
 	lu.log.Error("scsi: decoded command has no handler", "op", cmd.Op, "kind", cmd.kind)
 	return lu.fail(errInternal)

@@ -8,6 +8,8 @@ const (
 	opWrite6           = 0x0A
 	opInquiry          = 0x12
 	opModeSelect6      = 0x15
+	opReserve6         = 0x16
+	opRelease6         = 0x17
 	opModeSense6       = 0x1A
 	opStartStopUnit    = 0x1B
 	opPreventAllow     = 0x1E
@@ -16,22 +18,30 @@ const (
 	opWrite10          = 0x2A
 	opWriteVerify10    = 0x2E
 	opVerify10         = 0x2F
+	opPreFetch10       = 0x34
 	opSyncCache10      = 0x35
+	opReadDefect10     = 0x37
 	opModeSelect10     = 0x55
+	opReserve10        = 0x56
+	opRelease10        = 0x57
 	opModeSense10      = 0x5A
 	opRead16           = 0x88
 	opWrite16          = 0x8A
+	opORWrite16        = 0x8B
 	opWriteVerify16    = 0x8E
 	opVerify16         = 0x8F
+	opPreFetch16       = 0x90
 	opSyncCache16      = 0x91
-	opServiceActionIn  = 0x9E // SA 10h: READ CAPACITY(16)
+	opServiceActionIn  = 0x9E // SA 10h: READ CAPACITY(16); 12h: GET LBA STATUS
 	opReportLUNs       = 0xA0
 	opMaintenanceIn    = 0xA3 // SA 0Ch: REPORT SUPPORTED OPERATION CODES
 	opRead12           = 0xA8
 	opWrite12          = 0xAA
 	opWriteVerify12    = 0xAE
 	opVerify12         = 0xAF
+	opReadDefect12     = 0xB7
 	saReadCapacity16   = 0x10
+	saGetLBAStatus     = 0x12
 	saReportSupportOps = 0x0C
 )
 
@@ -56,6 +66,12 @@ const (
 	kSyncCache
 	kReportLUNs
 	kReportOpcodes
+	kPreFetch
+	kGetLBAStatus
+	kORWrite
+	kReserve
+	kRelease
+	kReadDefect
 )
 
 // opInfo describes one supported command. usage is the CDB USAGE DATA reported
@@ -83,6 +99,11 @@ type opInfo struct {
 	// timeout is the RECOMMENDED COMMAND TIMEOUT, seconds (SPC-4
 	// "command timeouts descriptor").
 	timeout uint32
+	// resOK: the command is processed normally even when another I_T
+	// nexus holds an SPC-2 reservation of the LU (SPC-2 "reservations");
+	// every other command gets RESERVATION CONFLICT then. See
+	// reservation.go.
+	resOK bool
 }
 
 // protectField marks RDPROTECT/WRPROTECT/VRPROTECT (byte 1 bits 7-5) of
@@ -100,16 +121,22 @@ const ctlIgnore = 0xC0
 var opTable = [...]opInfo{
 	{name: "TEST UNIT READY", op: opTestUnitReady, kind: kTestUnitReady, cdbLen: 6, timeout: 10,
 		usage: [16]byte{0x00, 0, 0, 0, 0, 0}, ignore: [16]byte{5: ctlIgnore}},
-	{name: "REQUEST SENSE", op: opRequestSense, kind: kRequestSense, cdbLen: 6, timeout: 10,
+	{name: "REQUEST SENSE", op: opRequestSense, kind: kRequestSense, cdbLen: 6, timeout: 10, resOK: true,
 		usage: [16]byte{0x03, 0x01, 0, 0, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
 	{name: "READ(6)", cont: protectField, op: opRead6, kind: kRead, cdbLen: 6, timeout: 30,
 		usage: [16]byte{0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
 	{name: "WRITE(6)", cont: protectField, op: opWrite6, kind: kWrite, cdbLen: 6, timeout: 30,
 		usage: [16]byte{0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
-	{name: "INQUIRY", op: opInquiry, kind: kInquiry, cdbLen: 6, timeout: 10,
+	{name: "INQUIRY", op: opInquiry, kind: kInquiry, cdbLen: 6, timeout: 10, resOK: true,
 		usage: [16]byte{0x12, 0x01, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
 	{name: "MODE SELECT(6)", op: opModeSelect6, kind: kModeSelect, cdbLen: 6, timeout: 30,
 		usage: [16]byte{0x15, 0x11, 0, 0, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
+	// SPC-2 "RESERVE(6)", "RELEASE(6)": the obsolete extent and
+	// third-party fields (bytes 1-4) are reserved here.
+	{name: "RESERVE(6)", op: opReserve6, kind: kReserve, cdbLen: 6, timeout: 10, resOK: true,
+		usage: [16]byte{0x16, 0, 0, 0, 0, 0}, ignore: [16]byte{5: ctlIgnore}},
+	{name: "RELEASE(6)", op: opRelease6, kind: kRelease, cdbLen: 6, timeout: 10, resOK: true,
+		usage: [16]byte{0x17, 0, 0, 0, 0, 0}, ignore: [16]byte{5: ctlIgnore}},
 	{name: "MODE SENSE(6)", op: opModeSense6, kind: kModeSense, cdbLen: 6, timeout: 10,
 		usage: [16]byte{0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{5: ctlIgnore}},
 	{name: "START STOP UNIT", op: opStartStopUnit, kind: kStartStopUnit, cdbLen: 6, timeout: 30,
@@ -133,11 +160,27 @@ var opTable = [...]opInfo{
 	{name: "VERIFY(10)", cont: protectField, op: opVerify10, kind: kVerify, cdbLen: 10, timeout: 60,
 		usage:  [16]byte{0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0},
 		ignore: [16]byte{6: 0x1F, 9: ctlIgnore}},
+	// SBC-3 "PRE-FETCH (10)": IMMED (byte 1 bit 1); RELADR (bit 0) is
+	// obsolete and reserved here; GROUP NUMBER accepted and ignored.
+	{name: "PRE-FETCH(10)", op: opPreFetch10, kind: kPreFetch, cdbLen: 10, timeout: 10,
+		usage:  [16]byte{0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0},
+		ignore: [16]byte{6: 0x1F, 9: ctlIgnore}},
 	{name: "SYNCHRONIZE CACHE(10)", op: opSyncCache10, kind: kSyncCache, cdbLen: 10, timeout: 60,
 		usage:  [16]byte{0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0},
 		ignore: [16]byte{1: 0x04, 6: 0x1F, 9: ctlIgnore}},
+	// SBC-3 "READ DEFECT DATA (10)": REQ_PLIST, REQ_GLIST, DEFECT LIST
+	// FORMAT in byte 2.
+	{name: "READ DEFECT DATA(10)", op: opReadDefect10, kind: kReadDefect, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
 	{name: "MODE SELECT(10)", op: opModeSelect10, kind: kModeSelect, cdbLen: 10, timeout: 30,
 		usage: [16]byte{0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	// SPC-2 "RESERVE(10)", "RELEASE(10)": third-party reservations
+	// (3RDPTY, LONGID, THIRD-PARTY DEVICE ID, PARAMETER LIST LENGTH) are
+	// not supported, so those fields are reserved here.
+	{name: "RESERVE(10)", op: opReserve10, kind: kReserve, cdbLen: 10, timeout: 10, resOK: true,
+		usage: [16]byte{0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "RELEASE(10)", op: opRelease10, kind: kRelease, cdbLen: 10, timeout: 10, resOK: true,
+		usage: [16]byte{0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}, ignore: [16]byte{9: ctlIgnore}},
 	{name: "MODE SENSE(10)", op: opModeSense10, kind: kModeSense, cdbLen: 10, timeout: 10,
 		usage: [16]byte{0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
 	{name: "READ(16)", cont: protectField, op: opRead16, kind: kRead, cdbLen: 16, timeout: 30,
@@ -146,11 +189,20 @@ var opTable = [...]opInfo{
 	{name: "WRITE(16)", cont: protectField, op: opWrite16, kind: kWrite, cdbLen: 16, timeout: 30,
 		usage:  [16]byte{0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{1: 0x02, 14: 0x1F, 15: ctlIgnore}},
+	// SBC-3 "ORWRITE (16)": byte 1 as WRITE(16) (ORPROTECT, DPO, FUA,
+	// FUA_NV obsolete).
+	{name: "ORWRITE(16)", cont: protectField, op: opORWrite16, kind: kORWrite, cdbLen: 16, timeout: 60,
+		usage:  [16]byte{0x8B, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{1: 0x02, 14: 0x1F, 15: ctlIgnore}},
 	{name: "WRITE AND VERIFY(16)", cont: protectField, op: opWriteVerify16, kind: kWriteVerify, cdbLen: 16, timeout: 60,
 		usage:  [16]byte{0x8E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{14: 0x1F, 15: ctlIgnore}},
 	{name: "VERIFY(16)", cont: protectField, op: opVerify16, kind: kVerify, cdbLen: 16, timeout: 60,
 		usage:  [16]byte{0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{14: 0x1F, 15: ctlIgnore}},
+	// SBC-3 "PRE-FETCH (16)".
+	{name: "PRE-FETCH(16)", op: opPreFetch16, kind: kPreFetch, cdbLen: 16, timeout: 10,
+		usage:  [16]byte{0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{14: 0x1F, 15: ctlIgnore}},
 	{name: "SYNCHRONIZE CACHE(16)", op: opSyncCache16, kind: kSyncCache, cdbLen: 16, timeout: 60,
 		usage:  [16]byte{0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
@@ -158,10 +210,14 @@ var opTable = [...]opInfo{
 	{name: "READ CAPACITY(16)", op: opServiceActionIn, sa: saReadCapacity16, hasSA: true, kind: kReadCapacity16, cdbLen: 16, timeout: 10,
 		usage:  [16]byte{0x9E, saReadCapacity16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0},
 		ignore: [16]byte{15: ctlIgnore}},
-	{name: "REPORT LUNS", op: opReportLUNs, kind: kReportLUNs, cdbLen: 12, timeout: 10,
+	// SBC-3 "GET LBA STATUS".
+	{name: "GET LBA STATUS", op: opServiceActionIn, sa: saGetLBAStatus, hasSA: true, kind: kGetLBAStatus, cdbLen: 16, timeout: 10,
+		usage:  [16]byte{0x9E, saGetLBAStatus, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{15: ctlIgnore}},
+	{name: "REPORT LUNS", op: opReportLUNs, kind: kReportLUNs, cdbLen: 12, timeout: 10, resOK: true,
 		usage:  [16]byte{0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{11: ctlIgnore}},
-	{name: "REPORT SUPPORTED OPERATION CODES", op: opMaintenanceIn, sa: saReportSupportOps, hasSA: true, kind: kReportOpcodes, cdbLen: 12, timeout: 10,
+	{name: "REPORT SUPPORTED OPERATION CODES", op: opMaintenanceIn, sa: saReportSupportOps, hasSA: true, kind: kReportOpcodes, cdbLen: 12, timeout: 10, resOK: true,
 		usage:  [16]byte{0xA3, saReportSupportOps, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{11: ctlIgnore}},
 	{name: "READ(12)", cont: protectField, op: opRead12, kind: kRead, cdbLen: 12, timeout: 30,
@@ -176,6 +232,11 @@ var opTable = [...]opInfo{
 	{name: "VERIFY(12)", cont: protectField, op: opVerify12, kind: kVerify, cdbLen: 12, timeout: 60,
 		usage:  [16]byte{0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{10: 0x1F, 11: ctlIgnore}},
+	// SBC-3 "READ DEFECT DATA (12)": REQ_PLIST, REQ_GLIST, DEFECT LIST
+	// FORMAT in byte 1; ADDRESS DESCRIPTOR INDEX in bytes 2-5.
+	{name: "READ DEFECT DATA(12)", op: opReadDefect12, kind: kReadDefect, cdbLen: 12, timeout: 10,
+		usage:  [16]byte{0xB7, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{11: ctlIgnore}},
 }
 
 // opIndex maps an operation code to 1 + the index of its first opTable

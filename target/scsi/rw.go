@@ -48,8 +48,8 @@ func (lu *LU) dataOut(cmd *Command, data []byte) ([]byte, senseErr) {
 }
 
 // execWrite runs SBC-3 "WRITE (6/10/12/16)". The data is durable
-// before GOOD when FUA is set or the write cache is disabled. It does not
-// allocate.
+// before GOOD when FUA is set or the write cache is disabled. It holds the
+// range's stripe locks shared (stripes.go) and does not allocate.
 func (lu *LU) execWrite(cmd *Command, data []byte) Response {
 	st := lu.mode.Load()
 	p, e := lu.dataOut(cmd, data)
@@ -59,11 +59,17 @@ func (lu *LU) execWrite(cmd *Command, data []byte) Response {
 	if len(p) == 0 {
 		return Response{Status: StatusGood}
 	}
-	if err := lu.writeAt(p, lu.off(cmd.LBA), cmd.FUA || !st.WCE); err != nil {
+	sp := lu.stripes.rlock(cmd.LBA, lu.blocksIn(p))
+	err := lu.writeAt(p, lu.off(cmd.LBA), cmd.FUA || !st.WCE)
+	lu.stripes.runlock(sp)
+	if err != nil {
 		return lu.fail(lu.ioError(err, "write", cmd.LBA, false))
 	}
 	return Response{Status: StatusGood}
 }
+
+// blocksIn returns the number of logical blocks in p (whole blocks).
+func (lu *LU) blocksIn(p []byte) Blocks { return Blocks(len(p) >> lu.bshift) }
 
 // writeAt writes p at off; when durable, the data is on stable storage when
 // it returns without error (blockdev: WriteAtFUA, or WriteAt then Flush).
@@ -84,7 +90,9 @@ func (lu *LU) writeAt(p []byte, off int64, durable bool) error {
 
 // execWriteVerify runs SBC-3 "WRITE AND VERIFY (10/12/16)". The
 // write is always durable (verification is of the medium, not a cache);
-// with BYTCHK=1 the blocks are read back and compared.
+// with BYTCHK=1 the blocks are read back and compared. The stripe locks are
+// held shared across the write and the compare, so that no read-modify-write
+// command changes the blocks in between.
 func (lu *LU) execWriteVerify(ctx context.Context, cmd *Command, data []byte) Response {
 	p, e := lu.dataOut(cmd, data)
 	if e.failed() {
@@ -93,6 +101,8 @@ func (lu *LU) execWriteVerify(ctx context.Context, cmd *Command, data []byte) Re
 	if len(p) == 0 {
 		return Response{Status: StatusGood}
 	}
+	sp := lu.stripes.rlock(cmd.LBA, lu.blocksIn(p))
+	defer lu.stripes.runlock(sp)
 	if err := lu.writeAt(p, lu.off(cmd.LBA), true); err != nil {
 		return lu.fail(lu.ioError(err, "write", cmd.LBA, false))
 	}
