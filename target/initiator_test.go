@@ -261,13 +261,47 @@ func (i *ini) command(lun uint64, cdb []byte, edtl uint32, out []byte, read bool
 	h.PutU32(28, i.expStatSN)
 	i.cmdSN++
 	copy(h[32:48], cdb)
+	// Unsolicited data (RFC 7143 §4.2.5.2): immediate data in the command
+	// PDU when ImmediateData=Yes, then, when InitialR2T=No, Data-Out PDUs
+	// up to FirstBurstLength; the command's F bit is set only when no
+	// unsolicited Data-Out follows.
+	fb, _ := strconv.Atoi(i.params["FirstBurstLength"])
+	if fb == 0 {
+		fb = 65536
+	}
+	unsol := 0
+	if out != nil && i.params["InitialR2T"] == "No" {
+		unsol = min(len(out), fb)
+	}
 	var imm []byte
 	if out != nil && i.params["ImmediateData"] == "Yes" {
-		fb, _ := strconv.Atoi(i.params["FirstBurstLength"])
 		imm = out[:min(len(out), fb, i.maxSend)]
+	}
+	if unsol > len(imm) {
+		h.SetFlags(f &^ pdu.FlagFinal)
 	}
 	if err := i.send(&h, imm); err != nil {
 		return scsiResult{}, err
+	}
+	var sn uint32
+	for off := len(imm); off < unsol; {
+		n := min(unsol-off, i.maxSend)
+		var d pdu.Header
+		d.SetOpcode(pdu.OpDataOut, false)
+		if off+n == unsol {
+			d.SetFlags(pdu.FlagFinal)
+		}
+		d.SetLUN(lun << 48)
+		d.SetITT(itt)
+		d.SetTTT(pdu.ReservedTag)
+		d.PutU32(28, i.expStatSN)
+		d.PutU32(36, sn)
+		d.PutU32(40, uint32(off))
+		if err := i.send(&d, out[off:off+n]); err != nil {
+			return scsiResult{}, err
+		}
+		sn++
+		off += n
 	}
 	var res scsiResult
 	for {
