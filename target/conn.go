@@ -67,7 +67,6 @@ type conn struct {
 	execq       chan *task
 	workers     int
 	idleWorkers atomic.Int32
-	executing   atomic.Int32 // tasks of this connection in execution
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when the connection closes

@@ -342,34 +342,12 @@ func (c *conn) startExec(t *task) {
 	sess.mu.Lock()
 	t.state = taskExecuting
 	sess.mu.Unlock()
-	if c.executing.Add(1) == 1 && c.br.Buffered() == 0 && inlineable(&t.cmd) {
-		// Nothing else is in flight on this connection and no further
-		// PDU is waiting to be read: run the command right here. At low
-		// queue depth this saves a goroutine handoff (a thread wake-up)
-		// per command; a second command that arrives meanwhile waits at
-		// most one short I/O.
-		c.exec(t)
-		return
-	}
 	if c.idleWorkers.Load() == 0 && c.workers < cap(c.execq) {
 		c.workers++
 		c.writerWG.Add(1)
 		go c.worker()
 	}
 	c.execq <- t
-}
-
-// inlineable reports whether a command is short enough to run on the
-// reader goroutine: READ and WRITE of at most 256 KiB. Anything that may
-// take long (SYNCHRONIZE CACHE, VERIFY, large transfers) goes to a worker
-// so the reader keeps serving task management and NOP-Out meanwhile.
-func inlineable(cmd *scsi.Command) bool {
-	switch cmd.Op {
-	case 0x08, 0x28, 0xa8, 0x88, // READ(6/10/12/16)
-		0x0a, 0x2a, 0xaa, 0x8a: // WRITE(6/10/12/16)
-		return cmd.DataLen <= 256<<10
-	}
-	return false
 }
 
 // worker runs commands until the connection has no task left.
@@ -420,7 +398,6 @@ func (c *conn) exec(t *task) {
 }
 
 func (c *conn) finishExec(t *task) {
-	c.executing.Add(-1)
 	sess := c.sess
 	sess.mu.Lock()
 	t.state = taskResponding
