@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // Magic numbers of statfs(2) f_type for file systems held in memory.
@@ -64,6 +66,34 @@ func createBacking(path string, size ByteSize) error {
 		return fmt.Errorf("backing: fsync: %w", err)
 	}
 	return f.Close()
+}
+
+// warmCache reads the whole file at path through the page cache and
+// returns how long that took. O_DIRECT writes of an earlier
+// target evict the pages they cover, and some machines reclaim cold page
+// cache proactively (DAMON), so without this a buffered target's numbers
+// would depend on which targets ran before it. After warmCache every target
+// starts with the file in the page cache (the LUN is far smaller than
+// memory), as a buffered target on a real server would after its first
+// pass over the working set.
+func warmCache(path string) (time.Duration, error) {
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("warm cache: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, fillChunk)
+	for {
+		_, err := f.Read(buf)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("warm cache: %w", err)
+		}
+	}
+	return time.Since(start), nil
 }
 
 // syncFile fsyncs path, so that data a buffered target left dirty does not

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	hastorconfig "hastor/config"
 )
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(1, math.Abs(b)) }
@@ -266,6 +268,15 @@ func TestGeneratedConfigs(t *testing.T) {
 		if !strings.Contains(y, want) {
 			t.Errorf("hastord config lacks %q:\n%s", want, y)
 		}
+	}
+	// The generated file must pass hastord's own validation.
+	dir := t.TempDir()
+	backing := filepath.Join(dir, "b.img")
+	if err := os.WriteFile(backing, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hastorconfig.Parse([]byte(hastordConfig(filepath.Join(dir, "state"), 40001, benchIQN, backing, 64<<20))); err != nil {
+		t.Errorf("hastord rejects the generated config: %v", err)
 	}
 	c := istgtConfig("/r", 40001, 40002, benchIQN, "/d/b.img", 256<<20)
 	for _, want := range []string{`NodeBase "iqn.2024-01.org.hastor.bench"`, "TargetName lun", "Portal DA1 127.0.0.1:40001",

@@ -345,7 +345,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*report, error) {
 
 // measureTarget starts t, runs every job against it and stops it.
 func (h *harness) measureTarget(ctx context.Context, t target, jobs []Job, rep *report) (err error) {
-	h.logf("starting %s", t.Name())
+	d, err := warmCache(h.backing)
+	if err != nil {
+		return err
+	}
+	h.logf("read the backing file into the page cache in %v; starting %s", d.Round(time.Millisecond), t.Name())
 	inst, err := t.Start(ctx, h)
 	if err != nil {
 		return err

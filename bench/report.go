@@ -106,6 +106,7 @@ func renderMarkdown(w io.Writer, r *report) {
 	p("- When: %s (%s)\n", r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Finished.Sub(r.Started).Round(time.Second))
 	p("- Machine: %s\n", r.Machine)
 	p("- LUN: %v, one backing file on %s, filled with data before the run, block size 512\n", r.Size, r.BackingFS)
+	p("- Before each target the backing file is read once through the page cache, so buffered targets start warm whatever ran before\n")
 	p("- Each job: %s warm-up run, then %s measured (fio `time_based`), 1 fio job, 1 session\n",
 		secs(r.Ramp), secs(r.Runtime))
 	p("- fio: %s, libiscsi engine rebuilt without FIO_SYNCIO (bench/build-fio.sh)\n\n", r.FioVersion)

@@ -32,16 +32,31 @@
 //
 // Concurrency. All methods of File, Mem, Faulty and Pool are safe for
 // concurrent use, and File takes no lock that serializes I/O: many SCSI
-// commands of one LUN may read, write and flush at once, each with its own
-// pread/pwrite. The results of overlapping concurrent writes, or of a read
-// overlapping a concurrent write, are unspecified (even inside one block);
-// callers that need ordering (SCSI ordered tasks, replication) must wait
-// for the earlier command to complete before issuing the later one.
+// commands of one LUN may read, write and flush at once. The results of
+// overlapping concurrent writes, or of a read overlapping a concurrent
+// write, are unspecified (even inside one block); callers that need
+// ordering (SCSI ordered tasks, replication) must wait for the earlier
+// command to complete before issuing the later one.
+//
+// Asynchronous I/O. The Device API is synchronous, but a File can submit
+// ReadAt, WriteAt and WriteAtFUA with Linux native AIO (io_submit) and
+// park the calling goroutine until one reaper goroutine per File, woken by
+// the network poller through an eventfd, sees the transfer complete; a
+// waiting command then holds no OS thread. By default (IOAuto) a File does
+// this only for transfers that start while another of its transfers is in
+// flight, and uses pread/pwrite, whose latency is lower, when a transfer
+// is alone; Options.IO selects IOAsync or IOSync instead. Flush
+// (fdatasync) and Discard stay synchronous. If the kernel refuses an AIO
+// context the File uses pread/pwrite only; File.AsyncIO tells. A File
+// holds Options.QueueDepth AIO requests in flight at most; further callers
+// wait in Go.
 //
 // Ownership. Open locks the backing store with flock (exclusive, shared for
 // ReadOnly) so two daemons cannot serve the same store; a read-write block
 // device is also opened with O_EXCL, so a mounted device is refused. The
-// caller owns the returned File and must Close it. O_DIRECT is never
+// caller owns the returned File and must Close it, which also stops its
+// reaper goroutine and releases its AIO context (counted against the
+// host-wide fs.aio-max-nr). O_DIRECT is never
 // dropped silently: a filesystem without it (tmpfs) makes Open fail with
 // ErrNoDirectIO.
 package blockdev

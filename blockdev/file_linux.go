@@ -18,10 +18,12 @@ import (
 )
 
 // File is a Device backed by a regular file or a block device, opened with
-// O_DIRECT. It implements Device, FUAWriter and Discarder. Data calls go
-// straight to pread/pwrite on the descriptor; concurrent calls run in
-// parallel (the only shared state is a reader lock that keeps the
-// descriptor open while calls are in flight).
+// O_DIRECT. It implements Device, FUAWriter and Discarder. ReadAt, WriteAt
+// and WriteAtFUA transfer with Linux native AIO or pread/pwrite as
+// Options.IO says (see IOMode). Concurrent calls run in parallel (the only
+// shared state is a reader lock that keeps the descriptor open while calls
+// are in flight, a count of transfers in flight, and the AIO request
+// slots).
 type File struct {
 	path     string
 	fd       int
@@ -29,6 +31,11 @@ type File struct {
 	bmask    int64 // block size - 1
 	readOnly bool
 	blockDev bool
+	aio      *aioCtx // nil: synchronous I/O; set by Open, never changed
+	// alwaysAIO is set by Open for IOAsync: do not transfer synchronously
+	// when nothing else is in flight (IOAuto).
+	alwaysAIO bool
+	active    atomic.Int32 // transfers in flight, counted when aio != nil
 
 	// closeMu is held shared by every call that uses fd and exclusively by
 	// Close, so fd is never used after it is closed (the number could be
@@ -37,6 +44,7 @@ type File struct {
 	closed  bool // guarded by closeMu
 
 	noPwritev2 atomic.Bool // kernel lacks pwritev2 RWF_DSYNC: use pwrite+fdatasync
+	noAIODSync atomic.Bool // kernel refuses RWF_DSYNC in an iocb: use pwritev2
 	// flushErr is the first flush failure; once set, Flush and WriteAtFUA
 	// fail forever (after a failed fdatasync Linux may forget the error, so
 	// a retry could falsely succeed).
@@ -61,9 +69,20 @@ var (
 // device after a change, so a caller may retry ErrInUse for a moment.) A
 // file it creates is removed again if Open then fails.
 //
+// Unless opts.IO is IOSync it also sets up a native AIO context of
+// opts.QueueDepth requests and starts the File's reaper goroutine; if the
+// kernel refuses the context, the File uses pread/pwrite (see IOMode).
+// Close stops the goroutine.
+//
 // Errors name path and wrap a sentinel of this package or the errno, so
 // errors.Is(err, fs.ErrNotExist) and errors.Is(err, fs.ErrPermission) work.
 func Open(path string, opts Options) (*File, error) {
+	return openWith(path, opts, newAIOContext)
+}
+
+// openWith is Open with the function that sets up the AIO context, which
+// tests replace to simulate a kernel that refuses one.
+func openWith(path string, opts Options, newAIO func(depth int) (*aioCtx, error)) (*File, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("blockdev: open %s: %w", path, err)
@@ -71,6 +90,14 @@ func Open(path string, opts Options) (*File, error) {
 	f, err := open(path, opts)
 	if err != nil {
 		return nil, fmt.Errorf("blockdev: open %s: %w", path, err)
+	}
+	if opts.IO != IOSync {
+		// On failure (fs.aio-max-nr reached, no CONFIG_AIO, no iocb
+		// layout for this architecture) stay synchronous, as documented.
+		if a, err := newAIO(opts.QueueDepth); err == nil {
+			f.aio = a
+			f.alwaysAIO = opts.IO == IOAsync
+		}
 	}
 	return f, nil
 }
@@ -398,6 +425,10 @@ func (f *File) IsBlockDevice() bool { return f.blockDev }
 // Size returns the capacity in bytes, fixed at Open.
 func (f *File) Size() int64 { return f.size }
 
+// AsyncIO reports whether the File has a Linux native AIO context (false:
+// it always uses pread/pwrite from the caller's goroutine). See IOMode.
+func (f *File) AsyncIO() bool { return f.aio != nil }
+
 // ReadAt implements Device.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if err := checkIO(p, off, f.size, f.bmask); err != nil {
@@ -408,17 +439,61 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if f.closed {
 		return 0, f.wrap("read", off, int64(len(p)), ErrClosed)
 	}
+	n, err := f.readLocked(p, off)
+	if err != nil {
+		return n, f.wrap("read", off, int64(len(p)), err)
+	}
+	return n, nil
+}
+
+// Sentinels of the AIO path, never returned by File's methods.
+var (
+	// errAIOAgain: io_submit failed with EAGAIN (the kernel is out of
+	// AIO resources); the rest of the transfer goes synchronously.
+	errAIOAgain = errors.New("io_submit: resources temporarily unavailable")
+	// errAIOFlags: the kernel refused aio_rw_flags (before Linux 4.13).
+	errAIOFlags = errors.New("io_submit: aio_rw_flags refused")
+)
+
+// beginTransfer counts a transfer in flight and reports whether it goes
+// through f.aio (see IOMode). Every call must be followed by endTransfer.
+func (f *File) beginTransfer() (async bool) {
+	if f.aio == nil {
+		return false
+	}
+	return f.active.Add(1) > 1 || f.alwaysAIO
+}
+
+func (f *File) endTransfer() {
+	if f.aio != nil {
+		f.active.Add(-1)
+	}
+}
+
+// readLocked reads all of p at off, with AIO or pread as beginTransfer
+// decides (and with pread what remains after errAIOAgain). The error is
+// not wrapped. closeMu must be held shared.
+func (f *File) readLocked(p []byte, off int64) (int, error) {
 	n := 0
+	async := f.beginTransfer()
+	defer f.endTransfer()
+	if async {
+		m, err := f.aio.rw(f.fd, iocbCmdPread, 0, p, off)
+		if err != errAIOAgain {
+			return m, err
+		}
+		n = m
+	}
 	for n < len(p) {
 		m, err := unix.Pread(f.fd, p[n:], off+int64(n))
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return n, f.wrap("read", off, int64(len(p)), err)
+			return n, err
 		}
 		if m == 0 { // the file shrank under us
-			return n, f.wrap("read", off, int64(len(p)), io.ErrUnexpectedEOF)
+			return n, io.ErrUnexpectedEOF
 		}
 		n += m
 	}
@@ -435,7 +510,29 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if f.closed {
 		return 0, f.wrap("write", off, int64(len(p)), ErrClosed)
 	}
-	return f.pwriteLocked(p, off, "write")
+	n, err := f.writeLocked(p, off)
+	if err != nil {
+		return n, f.wrap("write", off, int64(len(p)), err)
+	}
+	return n, nil
+}
+
+// writeLocked writes all of p at off, with AIO or pwrite as
+// beginTransfer decides (and with pwrite what remains after errAIOAgain).
+// The error is not wrapped. closeMu must be held shared.
+func (f *File) writeLocked(p []byte, off int64) (int, error) {
+	n := 0
+	async := f.beginTransfer()
+	defer f.endTransfer()
+	if async {
+		m, err := f.aio.rw(f.fd, iocbCmdPwrite, 0, p, off)
+		if err != errAIOAgain {
+			return m, err
+		}
+		n = m
+	}
+	m, err := pwriteAll(f.fd, p[n:], off+int64(n))
+	return n + m, err
 }
 
 func (f *File) checkWrite(p []byte, off int64) error {
@@ -448,29 +545,40 @@ func (f *File) checkWrite(p []byte, off int64) error {
 	return nil
 }
 
-// pwriteLocked writes all of p; closeMu must be held shared.
-func (f *File) pwriteLocked(p []byte, off int64, op string) (int, error) {
+// pwriteAll writes all of p with pwrite. The error is not wrapped.
+func pwriteAll(fd int, p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) {
-		m, err := unix.Pwrite(f.fd, p[n:], off+int64(n))
+		m, err := unix.Pwrite(fd, p[n:], off+int64(n))
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return n, f.wrap(op, off, int64(len(p)), err)
+			return n, err
 		}
 		if m == 0 {
-			return n, f.wrap(op, off, int64(len(p)), io.ErrShortWrite)
+			return n, io.ErrShortWrite
 		}
 		n += m
 	}
 	return n, nil
 }
 
-// WriteAtFUA implements FUAWriter with pwritev2(RWF_DSYNC), which the
-// kernel turns into a FUA write (or a write plus cache flush). If the
-// kernel lacks pwritev2 or RWF_DSYNC it falls back to pwrite plus
-// fdatasync. After a failed flush it fails with ErrFlushFailed.
+// pwriteLocked writes all of p synchronously; closeMu must be held shared.
+func (f *File) pwriteLocked(p []byte, off int64, op string) (int, error) {
+	n, err := pwriteAll(f.fd, p, off)
+	if err != nil {
+		return n, f.wrap(op, off, int64(len(p)), err)
+	}
+	return n, nil
+}
+
+// WriteAtFUA implements FUAWriter with a write flagged RWF_DSYNC, which
+// the kernel turns into a FUA write (or a write plus cache flush): an
+// IOCB_CMD_PWRITE with aio_rw_flags RWF_DSYNC when it goes through AIO,
+// else pwritev2. If the kernel refuses RWF_DSYNC in an iocb (before Linux
+// 4.13) it uses pwritev2, and if it lacks pwritev2 or RWF_DSYNC, pwrite
+// plus fdatasync. After a failed flush it fails with ErrFlushFailed.
 func (f *File) WriteAtFUA(p []byte, off int64) (int, error) {
 	if err := f.checkWrite(p, off); err != nil {
 		return 0, err
@@ -483,22 +591,49 @@ func (f *File) WriteAtFUA(p []byte, off int64) (int, error) {
 	if e := f.flushErr.Load(); e != nil {
 		return 0, f.wrap("write-fua", off, int64(len(p)), *e)
 	}
+	n, err := f.writeFUALocked(p, off)
+	if err != nil {
+		return n, f.wrap("write-fua", off, int64(len(p)), err)
+	}
+	return n, nil
+}
+
+// writeFUALocked writes all of p at off durably, with AIO or
+// synchronously as beginTransfer decides. The error is not wrapped
+// (except fdatasync's, which wraps ErrFlushFailed). closeMu must be held
+// shared.
+func (f *File) writeFUALocked(p []byte, off int64) (int, error) {
+	n := 0
+	async := f.beginTransfer()
+	defer f.endTransfer()
+	if async && !f.noAIODSync.Load() {
+		m, err := f.aio.rw(f.fd, iocbCmdPwrite, unix.RWF_DSYNC, p, off)
+		switch err {
+		case nil:
+			return m, nil
+		case errAIOFlags: // m == 0
+			f.noAIODSync.Store(true)
+		case errAIOAgain:
+			n = m
+		default:
+			return m, err
+		}
+	}
 	if !f.noPwritev2.Load() {
-		n := 0
 		for n < len(p) {
 			m, err := pwritev2DSync(f.fd, p[n:], off+int64(n))
 			if err == unix.EINTR {
 				continue
 			}
-			if n == 0 && (err == unix.ENOSYS || err == unix.EOPNOTSUPP) {
+			if err == unix.ENOSYS || err == unix.EOPNOTSUPP {
 				f.noPwritev2.Store(true)
 				break
 			}
 			if err != nil {
-				return n, f.wrap("write-fua", off, int64(len(p)), err)
+				return n, err
 			}
 			if m == 0 {
-				return n, f.wrap("write-fua", off, int64(len(p)), io.ErrShortWrite)
+				return n, io.ErrShortWrite
 			}
 			n += m
 		}
@@ -506,12 +641,13 @@ func (f *File) WriteAtFUA(p []byte, off int64) (int, error) {
 			return n, nil
 		}
 	}
-	n, err := f.pwriteLocked(p, off, "write-fua")
+	m, err := pwriteAll(f.fd, p[n:], off+int64(n))
+	n += m
 	if err != nil {
 		return n, err
 	}
 	if err := f.fdatasyncLocked(); err != nil {
-		return n, f.wrap("write-fua", off, int64(len(p)), err)
+		return n, err
 	}
 	return n, nil
 }
@@ -631,8 +767,9 @@ func (f *File) writeZerosLocked(off, n int64) error {
 }
 
 // Close implements Device: it waits for calls in flight, runs fdatasync
-// (unless read-only) and closes the descriptor, releasing the lock. The
-// descriptor is closed even if fdatasync fails.
+// (unless read-only), destroys the AIO context, stops the reaper goroutine
+// and closes the descriptor, releasing the lock. The descriptor is closed
+// even if fdatasync fails.
 func (f *File) Close() error {
 	f.closeMu.Lock()
 	defer f.closeMu.Unlock()
@@ -643,6 +780,12 @@ func (f *File) Close() error {
 	var errs []error
 	if !f.readOnly {
 		if err := f.fdatasyncLocked(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if f.aio != nil {
+		// Every AIO request is complete: its caller held closeMu shared.
+		if err := f.aio.close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -5,6 +5,7 @@ package blockdev
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,18 +17,23 @@ import (
 )
 
 func TestFileContract(t *testing.T) {
-	for _, bs := range []int{512, 4096} {
-		t.Run(map[int]string{512: "512", 4096: "4096"}[bs], func(t *testing.T) {
-			path := filepath.Join(directDir(t), "lun")
-			f := mustOpen(t, path, Options{Size: 8 << 20, Create: true, BlockSize: bs})
-			if f.BlockSize() != bs || f.Size() != 8<<20 || f.IsBlockDevice() || f.ReadOnly() || f.Path() != path {
-				t.Fatalf("BlockSize %d Size %d IsBlockDevice %v ReadOnly %v Path %q", f.BlockSize(), f.Size(), f.IsBlockDevice(), f.ReadOnly(), f.Path())
-			}
-			testDeviceContract(t, f, bs)
-			if f.noPwritev2.Load() {
-				t.Error("pwritev2(RWF_DSYNC) unexpectedly unsupported; FUA used the fallback")
-			}
-		})
+	for _, mode := range ioModes {
+		for _, bs := range []int{512, 4096} {
+			t.Run(fmt.Sprintf("io=%v/bs=%d", mode, bs), func(t *testing.T) {
+				path := filepath.Join(directDir(t), "lun")
+				f := openMode(t, path, Options{Size: 8 << 20, Create: true, BlockSize: bs}, mode)
+				if f.BlockSize() != bs || f.Size() != 8<<20 || f.IsBlockDevice() || f.ReadOnly() || f.Path() != path {
+					t.Fatalf("BlockSize %d Size %d IsBlockDevice %v ReadOnly %v Path %q", f.BlockSize(), f.Size(), f.IsBlockDevice(), f.ReadOnly(), f.Path())
+				}
+				testDeviceContract(t, f, bs)
+				if f.noPwritev2.Load() {
+					t.Error("pwritev2(RWF_DSYNC) unexpectedly unsupported; FUA used the fallback")
+				}
+				if f.noAIODSync.Load() {
+					t.Error("RWF_DSYNC in an iocb unexpectedly refused; FUA used pwritev2")
+				}
+			})
+		}
 	}
 }
 
@@ -279,8 +285,14 @@ func TestReadOnly(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
+	for _, mode := range ioModes {
+		t.Run("io="+mode.String(), func(t *testing.T) { testClose(t, mode) })
+	}
+}
+
+func testClose(t *testing.T, mode IOMode) {
 	path := filepath.Join(directDir(t), "lun")
-	f, err := Open(path, Options{Size: 1 << 20, Create: true, BlockSize: 4096})
+	f, err := Open(path, Options{Size: 1 << 20, Create: true, BlockSize: 4096, IO: mode})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,8 +326,14 @@ func TestClose(t *testing.T) {
 // fails with ErrClosed, and none uses the descriptor after it is closed
 // (the race detector and the fd check below would notice).
 func TestCloseDuringIO(t *testing.T) {
+	for _, mode := range ioModes {
+		t.Run("io="+mode.String(), func(t *testing.T) { testCloseDuringIO(t, mode) })
+	}
+}
+
+func testCloseDuringIO(t *testing.T, mode IOMode) {
 	path := filepath.Join(directDir(t), "lun")
-	f, err := Open(path, Options{Size: 4 << 20, Create: true, BlockSize: 4096})
+	f, err := Open(path, Options{Size: 4 << 20, Create: true, BlockSize: 4096, IO: mode})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,18 +405,32 @@ func TestFlushFailureIsSticky(t *testing.T) {
 	}
 }
 
+// TestFUAFallback runs the WriteAtFUA fallbacks: pwritev2(RWF_DSYNC) when
+// the kernel refuses RWF_DSYNC in an iocb, and pwrite plus fdatasync when
+// it lacks that too.
 func TestFUAFallback(t *testing.T) {
-	path := filepath.Join(directDir(t), "lun")
-	f := mustOpen(t, path, Options{Size: 1 << 20, Create: true, BlockSize: 4096})
-	f.noPwritev2.Store(true)
-	p := NewPool()
-	w, r := p.Get(8192), p.Get(8192)
-	fillPattern(w.B, 5)
-	if n, err := f.WriteAtFUA(w.B, 4096); n != 8192 || err != nil {
-		t.Fatalf("WriteAtFUA fallback = %d, %v", n, err)
-	}
-	if _, err := f.ReadAt(r.B, 4096); err != nil || !bytes.Equal(w.B, r.B) {
-		t.Fatalf("read back: %v", err)
+	for _, tc := range []struct {
+		name                   string
+		noAIODSync, noPwritev2 bool
+	}{
+		{"pwritev2", true, false},
+		{"pwrite+fdatasync", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(directDir(t), "lun")
+			f := mustOpen(t, path, Options{Size: 1 << 20, Create: true, BlockSize: 4096})
+			f.noAIODSync.Store(tc.noAIODSync)
+			f.noPwritev2.Store(tc.noPwritev2)
+			p := NewPool()
+			w, r := p.Get(8192), p.Get(8192)
+			fillPattern(w.B, 5)
+			if n, err := f.WriteAtFUA(w.B, 4096); n != 8192 || err != nil {
+				t.Fatalf("WriteAtFUA fallback = %d, %v", n, err)
+			}
+			if _, err := f.ReadAt(r.B, 4096); err != nil || !bytes.Equal(w.B, r.B) {
+				t.Fatalf("read back: %v", err)
+			}
+		})
 	}
 }
 

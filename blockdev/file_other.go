@@ -26,6 +26,7 @@ func (*File) Path() string                                { return "" }
 func (*File) BlockSize() int                              { return 0 }
 func (*File) ReadOnly() bool                              { return true }
 func (*File) IsBlockDevice() bool                         { return false }
+func (*File) AsyncIO() bool                               { return false }
 func (*File) Size() int64                                 { return 0 }
 func (*File) ReadAt(p []byte, off int64) (int, error)     { return 0, errors.ErrUnsupported }
 func (*File) WriteAt(p []byte, off int64) (int, error)    { return 0, errors.ErrUnsupported }

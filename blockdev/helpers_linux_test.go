@@ -120,3 +120,34 @@ func mustOpen(t testing.TB, path string, opts Options) *File {
 	})
 	return f
 }
+
+// ioModes lists the IOMode values a File test runs under.
+var ioModes = []IOMode{IOAuto, IOAsync, IOSync}
+
+// requireAIO stops the test unless f uses native AIO. Where this package
+// has the iocb layout, a kernel that refuses AIO is a skip (a failure in
+// CI): the test would silently cover only the synchronous path.
+func requireAIO(t testing.TB, f *File) {
+	t.Helper()
+	if f.AsyncIO() {
+		return
+	}
+	if !haveAIOLayout {
+		t.Skip("no native AIO on this architecture")
+	}
+	skipOrFail(t, "kernel refused a native AIO context (CONFIG_AIO off or fs.aio-max-nr reached)")
+}
+
+// openMode opens path with opts.IO = mode like mustOpen and checks that
+// the File has an AIO context unless mode is IOSync.
+func openMode(t testing.TB, path string, opts Options, mode IOMode) *File {
+	t.Helper()
+	opts.IO = mode
+	f := mustOpen(t, path, opts)
+	if mode != IOSync {
+		requireAIO(t, f)
+	} else if f.AsyncIO() {
+		t.Fatalf("IO %v: File has an AIO context", mode)
+	}
+	return f
+}

@@ -5,9 +5,12 @@ package blockdev
 import (
 	"bytes"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Tests on real block devices: loop devices set up with losetup.
@@ -19,15 +22,18 @@ func TestLoopDevice(t *testing.T) {
 		sector, bs   int
 		wantErr      error
 		wantErrMatch string
+		io           IOMode
 	}{
 		{name: "512e sectors, 512 blocks", sector: 512, bs: 512},
 		{name: "512e sectors, 4096 blocks", sector: 512, bs: 4096},
 		{name: "4Kn sectors, 4096 blocks", sector: 4096, bs: 4096},
+		{name: "4Kn sectors, 4096 blocks, sync", sector: 4096, bs: 4096, io: IOSync},
+		{name: "512e sectors, 512 blocks, async", sector: 512, bs: 512, io: IOAsync},
 		{name: "4Kn sectors, 512 blocks", sector: 4096, bs: 512, wantErr: ErrBlockSize, wantErrMatch: "configure BlockSize 4096"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dev := loopDevice(t, size, tc.sector)
-			f, err := Open(dev, Options{BlockSize: tc.bs})
+			f, err := Open(dev, Options{BlockSize: tc.bs, IO: tc.io})
 			if tc.wantErr != nil {
 				if err == nil {
 					f.Close()
@@ -43,6 +49,9 @@ func TestLoopDevice(t *testing.T) {
 			t.Cleanup(func() { f.Close() })
 			if !f.IsBlockDevice() || f.Size() != size {
 				t.Fatalf("IsBlockDevice %v Size %d, want true %d", f.IsBlockDevice(), f.Size(), size)
+			}
+			if tc.io != IOSync {
+				requireAIO(t, f)
 			}
 			testDeviceContract(t, f, tc.bs)
 		})
@@ -110,4 +119,36 @@ func TestZeroingFallbacks(t *testing.T) {
 		f := mustOpen(t, loopDevice(t, 4<<20, 512), Options{BlockSize: 512})
 		check(t, f, f.blkZeroOutLocked)
 	})
+}
+
+// TestLoopDeviceEnd reads and writes across and beyond the end of a block
+// device, past File's range checks, to reach the kernel: a short transfer
+// is continued and the rest ends with the kernel's verdict, the same on
+// the AIO and the synchronous path.
+func TestLoopDeviceEnd(t *testing.T) {
+	const size = 4 << 20
+	dev := loopDevice(t, size, 4096)
+	for _, mode := range ioModes {
+		t.Run("io="+mode.String(), func(t *testing.T) {
+			f := openMode(t, dev, Options{BlockSize: 4096}, mode)
+			p := NewPool().Get(8192)
+			fillPattern(p.B, 11)
+			f.closeMu.RLock()
+			defer f.closeMu.RUnlock()
+			if n, err := f.writeLocked(p.B, size-4096); n != 4096 || !errors.Is(err, unix.ENOSPC) {
+				t.Errorf("write across the end = %d, %v; want 4096, ENOSPC", n, err)
+			}
+			if n, err := f.readLocked(p.B, size-4096); n != 4096 || !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("read across the end = %d, %v; want 4096, io.ErrUnexpectedEOF", n, err)
+			}
+			if n, err := f.readLocked(p.B, size); n != 0 || !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("read at the end = %d, %v; want 0, io.ErrUnexpectedEOF", n, err)
+			}
+			want := NewPool().Get(4096)
+			fillPattern(want.B, 11)
+			if !bytes.Equal(p.B[:4096], want.B[:4096]) {
+				t.Error("last block reads back wrong")
+			}
+		})
+	}
 }
