@@ -1,7 +1,6 @@
 package target
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -289,9 +288,8 @@ func (c *conn) securityStep(st *loginState, kv login.Text) (login.Text, *loginFa
 		}
 		r, err := st.chap.Verify(kv)
 		if err != nil {
-			if errors.Is(err, login.ErrAuthProto) {
-				return nil, fail(pdu.LoginAuthFailed, "%v", err)
-			}
+			// Protocol errors and wrong credentials both fail as an
+			// authentication failure (RFC 7143 §11.13.5).
 			return nil, fail(pdu.LoginAuthFailed, "%v", err)
 		}
 		st.authDone = true
@@ -304,13 +302,7 @@ func (c *conn) securityStep(st *loginState, kv login.Text) (login.Text, *loginFa
 // starts only after login).
 func (c *conn) writeLoginResponse(st *loginState, req *pdu.Header, transit bool, csg, nsg int, text login.Text) error {
 	var h pdu.Header
-	tsih := uint16(0)
-	if transit && nsg == pdu.StageFullFeature {
-		tsih = st.tsih
-	} else if st.tsih != 0 {
-		tsih = st.tsih
-	}
-	pdu.BuildLoginResponse(&h, transit, csg, nsg, st.isid, tsih, req.ITT(), pdu.LoginSuccess)
+	pdu.BuildLoginResponse(&h, transit, csg, nsg, st.isid, st.tsih, req.ITT(), pdu.LoginSuccess)
 	return c.sendLoginPDU(st, &h, text)
 }
 

@@ -6,12 +6,11 @@ import (
 	"fmt"
 )
 
-// Limits from RFC 7143 §6.1.
+// Limits from RFC 7143 §6.1: key names are at most 63 bytes; values are
+// accepted up to 8192 bytes, the bound for large binary items such as CHAP
+// challenges and responses.
 const (
-	MaxKeyLen   = 63
-	MaxValueLen = 255
-	// MaxLongValueLen bounds binary values (CHAP challenges and responses,
-	// RFC 7143 §6.1: "up to 8192 bytes" for large binary items).
+	MaxKeyLen       = 63
 	MaxLongValueLen = 8192
 )
 

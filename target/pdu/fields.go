@@ -262,26 +262,3 @@ func BuildReject(h *Header, reason byte) {
 	h.SetDataSegmentLength(BHSLen)
 	h.SetITT(ReservedTag)
 }
-
-// BuildAsync fills h as an Asynchronous Message (RFC 7143 §11.9).
-func BuildAsync(h *Header, lun uint64, event byte, param1, param2, param3 uint16, dataLen int) {
-	h.Reset()
-	h.SetOpcode(OpAsync, false)
-	h[1] = FlagFinal
-	h.SetDataSegmentLength(dataLen)
-	h.SetLUN(lun)
-	h.SetITT(ReservedTag)
-	h[36] = event
-	h.PutU16(38, param1)
-	h.PutU16(40, param2)
-	h.PutU16(42, param3)
-}
-
-// Async event codes.
-const (
-	AsyncSCSIEvent      = 0
-	AsyncRequestLogout  = 1
-	AsyncDropConnection = 2
-	AsyncDropSession    = 3
-	AsyncNegotiate      = 4
-)

@@ -2,7 +2,6 @@ package pdu
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 )
@@ -103,16 +102,6 @@ const (
 	RejectInvalidPDUField = 0x09
 	RejectLongOp          = 0x0a
 	RejectWaitingLogout   = 0x0c
-)
-
-// Errors returned by the decoders. They are classified with errors.Is.
-var (
-	ErrBadOpcode  = errors.New("pdu: unknown opcode")
-	ErrTooLong    = errors.New("pdu: data segment longer than negotiated")
-	ErrAHS        = errors.New("pdu: unsupported additional header segment")
-	ErrDigest     = errors.New("pdu: digest mismatch")
-	ErrBadField   = errors.New("pdu: invalid field")
-	ErrShortInput = errors.New("pdu: short input")
 )
 
 // Header is a Basic Header Segment. The zero value is a NOP-Out with all
