@@ -56,13 +56,16 @@ type conn struct {
 	text  textState
 
 	out      chan outItem // to the writer
-	w        wstate       // writer
+	wmu      sync.Mutex   // held by whoever writes to nc: guards w and StatSN
+	w        wstate
 	lastRecv atomic.Int64 // unix nanoseconds of the last PDU received
 	pingTTT  atomic.Uint32
 	nextTTT  atomic.Uint32
 
-	// execWG counts tasks of this connection that are not yet released.
+	// execWG counts tasks of this connection that are not yet released;
+	// live holds the same count for reading.
 	execWG sync.WaitGroup
+	live   atomic.Int32
 	// execq feeds the execution workers; workers is owned by the reader.
 	execq       chan *task
 	workers     int

@@ -118,6 +118,7 @@ func (c *conn) handleSCSICommand() error {
 	t.reading = true // until this PDU is fully handled
 	sess.mu.Unlock()
 	c.execWG.Add(1)
+	c.live.Add(1)
 
 	t.c = c
 	t.itt = itt
@@ -424,6 +425,7 @@ func (c *conn) releaseTask(t *task) {
 	sess.freeTaskLocked(t)
 	sess.taskDone.Broadcast()
 	sess.mu.Unlock()
+	c.live.Add(-1)
 	c.execWG.Done()
 }
 

@@ -59,9 +59,28 @@ func (c *conn) sendCtrl(p *ctrlPDU) {
 	}
 }
 
-// sendTask queues a task's response. After the connection closed the task
-// is released here.
+// sendTask sends or queues a task's response. When this is the
+// connection's only command in flight, nothing is queued and no batch is
+// being written, the calling goroutine takes the writer's role itself and
+// writes the response at once: at queue depth 1 that saves waking the
+// writer goroutine (an OS thread on an idle machine) for every command.
+// With more commands in flight the response is queued, so the writer
+// batches several into one writev.
+// After the connection closed the task is released here.
 func (c *conn) sendTask(t *task) {
+	select {
+	case <-c.done:
+		c.releaseTask(t)
+		return
+	default:
+	}
+	if c.live.Load() == 1 && len(c.out) == 0 && c.wmu.TryLock() {
+		c.beginBatch()
+		c.renderTask(t)
+		c.flushBatch()
+		c.wmu.Unlock()
+		return
+	}
 	select {
 	case c.out <- outItem{kind: outTask, t: t}:
 	case <-c.done:
@@ -77,8 +96,11 @@ func (c *conn) sendR2T(r r2tParams) {
 	}
 }
 
-// wstate is owned by the writer goroutine.
+// wstate is the writer's state. It is guarded by conn.wmu: the writer
+// goroutine holds it for each batch, and an execution goroutine may hold it
+// to write its own response directly (sendTask).
 type wstate struct {
+	failed  bool // a write failed; the connection is closing
 	statSN  uint32
 	bufs    net.Buffers
 	backing [][]byte
@@ -93,10 +115,6 @@ const maxBatch = 64
 // writer sends queued PDUs, batching whatever is queued into one writev.
 func (c *conn) writer() {
 	defer c.writerWG.Done()
-	w := &c.w
-	w.backing = make([][]byte, 0, 4*maxBatch)
-	w.arena = make([]byte, 0, 64<<10)
-	var failed bool
 	for {
 		var it outItem
 		select {
@@ -105,11 +123,10 @@ func (c *conn) writer() {
 			c.drainOut()
 			return
 		}
-		w.bufs = w.backing[:0]
-		w.arena = w.arena[:0]
-		w.after = w.after[:0]
-		w.release = w.release[:0]
+		c.wmu.Lock()
+		c.beginBatch()
 		c.render(it)
+		w := &c.w
 		for n := 1; n < maxBatch && len(w.arena) < cap(w.arena)-4096; n++ {
 			select {
 			case it = <-c.out:
@@ -119,25 +136,47 @@ func (c *conn) writer() {
 			}
 			break
 		}
-		full := w.bufs
-		if !failed && len(w.bufs) > 0 {
-			if _, err := w.bufs.WriteTo(c.nc); err != nil {
-				failed = true
-				c.close(err)
-			}
+		c.flushBatch()
+		c.wmu.Unlock()
+	}
+}
+
+// beginBatch starts a batch of PDUs; the caller holds wmu.
+func (c *conn) beginBatch() {
+	w := &c.w
+	if w.backing == nil {
+		w.backing = make([][]byte, 0, 4*maxBatch)
+		w.arena = make([]byte, 0, 64<<10)
+	}
+	w.bufs = w.backing[:0]
+	w.arena = w.arena[:0]
+	w.after = w.after[:0]
+	w.release = w.release[:0]
+}
+
+// flushBatch sends the batch with one writev and then releases what it
+// referenced; the caller holds wmu. After a failed write the connection
+// is closed and later batches are only released.
+func (c *conn) flushBatch() {
+	w := &c.w
+	full := w.bufs
+	if !w.failed && len(w.bufs) > 0 {
+		if _, err := w.bufs.WriteTo(c.nc); err != nil {
+			w.failed = true
+			c.close(err)
 		}
-		clear(full)
-		w.backing = full[:0]
-		for _, f := range w.after {
-			f()
-		}
-		for i, t := range w.release {
-			c.releaseTask(t)
-			w.release[i] = nil
-		}
-		if w.close {
-			c.close(errLogout)
-		}
+	}
+	clear(full)
+	w.backing = full[:0]
+	for _, f := range w.after {
+		f()
+	}
+	for i, t := range w.release {
+		c.releaseTask(t)
+		w.release[i] = nil
+	}
+	if w.close {
+		c.close(errLogout)
 	}
 }
 
