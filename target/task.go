@@ -49,6 +49,7 @@ type task struct {
 
 	aborted  atomic.Bool
 	credited bool   // MaxCmdSN already advanced for this task (writer)
+	answered bool   // its response was rendered; no longer counted in conn.live
 	gen      uint32 // bumped on reuse (session.mu)
 	resp     scsi.Response
 }
@@ -422,10 +423,13 @@ func (c *conn) releaseTask(t *task) {
 	if sess.mu.tasks[t.itt] == t {
 		delete(sess.mu.tasks, t.itt)
 	}
+	answered := t.answered
 	sess.freeTaskLocked(t)
 	sess.taskDone.Broadcast()
 	sess.mu.Unlock()
-	c.live.Add(-1)
+	if !answered {
+		c.live.Add(-1)
+	}
 	c.execWG.Done()
 }
 
@@ -433,6 +437,10 @@ func (c *conn) releaseTask(t *task) {
 func (c *conn) renderTask(t *task) {
 	w := &c.w
 	w.release = append(w.release, t)
+	// The command is answered now: the initiator may send its next one as
+	// soon as it reads this, before the task is released after the write.
+	t.answered = true
+	c.live.Add(-1)
 	// Free the ITT before the response goes out: once the initiator has
 	// the response it may reuse the tag at once (RFC 7143 §11.2.1.8). The
 	// task's buffer stays with the writer until the write completes.
