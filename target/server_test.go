@@ -195,18 +195,7 @@ func TestManyCommandsInFlight(t *testing.T) {
 	const n = 32
 	itts := map[uint32]bool{}
 	for k := range n {
-		itt := i.nextITT()
-		var h pdu.Header
-		h.SetOpcode(pdu.OpSCSICmd, false)
-		h.SetFlags(pdu.FlagFinal | pdu.FlagWrite | pdu.AttrSimple)
-		h.SetITT(itt)
-		h.PutU32(20, 4096)
-		h.PutU32(24, i.cmdSN)
-		i.cmdSN++
-		copy(h[32:], write10(uint32(k*8), 8))
-		if err := i.send(&h, pattern(4096, byte(k))); err != nil {
-			t.Fatal(err)
-		}
+		itt, _ := sendWriteData(t, i, uint32(k*8), pattern(4096, byte(k)))
 		itts[itt] = true
 	}
 	var maxCmdSN uint32

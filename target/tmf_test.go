@@ -28,17 +28,24 @@ func blockWrites(ts *testServer, off int64) (started chan struct{}, release chan
 // not wait for its response.
 func sendWrite(t *testing.T, i *ini, lba uint32, seed byte) (itt, cmdSN uint32) {
 	t.Helper()
+	return sendWriteData(t, i, lba, pattern(512, seed))
+}
+
+// sendWriteData sends a WRITE(10) of data (whole blocks) as immediate data
+// and does not wait for its response.
+func sendWriteData(t *testing.T, i *ini, lba uint32, data []byte) (itt, cmdSN uint32) {
+	t.Helper()
 	itt = i.nextITT()
 	cmdSN = i.cmdSN
 	var h pdu.Header
 	h.SetOpcode(pdu.OpSCSICmd, false)
 	h.SetFlags(pdu.FlagFinal | pdu.FlagWrite | pdu.AttrSimple)
 	h.SetITT(itt)
-	h.PutU32(20, 512)
+	h.PutU32(20, uint32(len(data)))
 	h.PutU32(24, i.cmdSN)
 	i.cmdSN++
-	copy(h[32:], write10(lba, 1))
-	if err := i.send(&h, pattern(512, seed)); err != nil {
+	copy(h[32:], write10(lba, uint16(len(data)/512)))
+	if err := i.send(&h, data); err != nil {
 		t.Fatal(err)
 	}
 	return itt, cmdSN

@@ -165,11 +165,16 @@ func (lu *LU) Decode(cdb []byte) Command {
 			return failedCmd(op, invalidCDB(2, 7))
 		}
 		c.setDataIn(binary.BigEndian.Uint32(cdb[10:14]))
-	case kRead, kWrite, kWriteVerify, kVerify:
+	case kRead, kWrite, kWriteVerify, kVerify, kORWrite:
 		return lu.decodeRW(c, cdb)
-	case kSyncCache:
-		// SBC-3 "SYNCHRONIZE CACHE (10/16)". IMMED may be ignored: we
-		// always flush before returning.
+	case kSyncCache, kPreFetch:
+		// SBC-3 "SYNCHRONIZE CACHE (10/16)" and "PRE-FETCH (10/16)": a
+		// range checked like READ's, where NUMBER OF LOGICAL BLOCKS or
+		// PREFETCH LENGTH 0 means "to the last LBA". Nothing is
+		// transferred, so MAXIMUM TRANSFER LENGTH does not apply (MAXIMUM
+		// PREFETCH LENGTH is 0: no limit). IMMED changes nothing: the
+		// flush is always done before returning (see execPreFetch for
+		// PRE-FETCH).
 		lba, n, _ := rwFields(cdb)
 		if lba >= lu.nblocks || uint64(n) > lu.nblocks-lba {
 			return failedCmd(op, errLBAOutOfRange)
@@ -188,19 +193,6 @@ func (lu *LU) Decode(cdb []byte) Command {
 		c.setDataIn(alloc)
 	case kReportOpcodes:
 		return decodeReportOpcodes(c, cdb)
-	case kORWrite:
-		return lu.decodeRW(c, cdb)
-	case kPreFetch:
-		// SBC-3 "PRE-FETCH (10)", "PRE-FETCH (16)": PREFETCH LENGTH 0
-		// means "to the last LBA"; the range is checked like READ's
-		// (SBC-3 "logical blocks"), but not against MAXIMUM TRANSFER
-		// LENGTH since nothing is transferred (MAXIMUM PREFETCH LENGTH
-		// 0: no limit). IMMED changes nothing (see execPreFetch).
-		lba, n, _ := rwFields(cdb)
-		if lba >= lu.nblocks || uint64(n) > lu.nblocks-lba {
-			return failedCmd(op, errLBAOutOfRange)
-		}
-		c.LBA, c.Blocks = LBA(lba), Blocks(n)
 	case kGetLBAStatus:
 		// SBC-3 "GET LBA STATUS": a STARTING LOGICAL BLOCK ADDRESS
 		// past the last LBA is LBA OUT OF RANGE.
