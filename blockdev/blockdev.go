@@ -23,6 +23,11 @@ const Align = 4096
 // ReadAt and WriteAt transfer all of p or return an error; n is the number
 // of bytes transferred before the error.
 //
+// WriteAt and WriteAtFUA may overwrite p: an encrypting device (package
+// crypt) encrypts the caller's buffer in place rather than copy it. After
+// the call returns, p's contents are unspecified; a caller that needs the
+// data again keeps its own copy.
+//
 // Durability: when WriteAt returns without error, the data is in the device
 // (or file): every later ReadAt sees it, but it may still sit in a volatile
 // write cache and be lost on power failure. It is durable once a Flush that

@@ -34,6 +34,12 @@ type Config struct {
 	Discovery Discovery `yaml:"discovery"`
 	// Targets lists the iSCSI targets. At least one is required.
 	Targets []Target `yaml:"targets"`
+	// ControlSocket is the unix socket on which hastord takes commands from
+	// hastorctl (unlocking encrypted LUNs, status). Only root may use it:
+	// hastord creates it with mode 0600 and checks each client's user ID.
+	// A relative path resolves under state_dir. Default: hastord.sock under
+	// state_dir. At most 107 bytes once resolved (the unix socket limit).
+	ControlSocket string `yaml:"control_socket"`
 }
 
 // Log configures hastord's logging.
@@ -186,7 +192,31 @@ type LUN struct {
 	// can lose acknowledged writes in a power failure. Initiators may change
 	// the bit with MODE SELECT; the change is not saved to this file.
 	WriteCache bool `yaml:"write_cache"`
+	// Encryption, when present, marks the LUN as encrypted at rest: path
+	// holds a LUKS2 volume (made by `hastorctl format` or by cryptsetup
+	// luksFormat --type luks2, cipher aes-xts-plain64) and initiators see
+	// the decrypted data area that follows its header. For an image file,
+	// size is the size of the whole file, header included, and the file
+	// must already exist (hastorctl format --size creates it). Until hastord
+	// has the volume key the LUN answers NOT READY.
+	Encryption *Encryption `yaml:"encryption"`
 }
+
+// Encryption configures how hastord unlocks an encrypted LUN.
+type Encryption struct {
+	// KeyFile names a file whose whole content is the passphrase of one of
+	// the volume's keyslots, as with cryptsetup --key-file (a trailing
+	// newline is part of the passphrase). hastord then unlocks the LUN when
+	// it starts. Without it the LUN stays NOT READY until an admin runs
+	// `hastorctl unlock VOLUME_ID`. The file must be a regular file that
+	// other users cannot read. A relative path resolves against the
+	// directory of the configuration file. hastord reads it only to unlock;
+	// the passphrase is not kept.
+	KeyFile string `yaml:"key_file"`
+}
+
+// Encrypted reports whether l is an encrypted LUN.
+func (l *LUN) Encrypted() bool { return l.Encryption != nil }
 
 // LUNPath returns the absolute path of l's image file or device: l.Path if
 // it is absolute, otherwise l.Path under c.StateDir. The path is cleaned.

@@ -53,6 +53,8 @@ func TestFullExample(t *testing.T) {
 	files := fstest.MapFS{
 		"etc/hastor/discovery.secret": secretFile("discovery-Xo9ahshe5ie\n"),
 		"etc/hastor/db-chap.secret":   secretFile("db-chap-Ahng4eihoh0z\n"),
+		"etc/hastor/lab-vault.key":    secretFile("correct horse battery staple"),
+		"srv/hastor/lab-vault.img":    &fstest.MapFile{Mode: 0o600},
 	}
 	v := &validator{lines: map[string]int{}, present: map[string]bool{}, bad: map[string]bool{},
 		budget: maxNodes, opt: parseOptions{file: "full.yaml", baseDir: "/etc/hastor", fs: mapFS{files}}}

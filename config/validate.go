@@ -111,6 +111,78 @@ func (v *validator) check(cfg *Config) {
 	for i := range cfg.Targets {
 		v.checkTarget(cfg, &cfg.Targets[i], "targets["+strconv.Itoa(i)+"]", iqns, volumes, paths)
 	}
+	v.checkControlSocket(cfg)
+}
+
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path
+// holds 108 bytes with the terminating NUL).
+const maxSocketPath = 107
+
+func (v *validator) checkControlSocket(cfg *Config) {
+	const path = "control_socket"
+	if !v.ok("state_dir") || cfg.StateDir == "" {
+		return
+	}
+	switch {
+	case cfg.ControlSocket == "":
+		cfg.ControlSocket = filepath.Join(cfg.StateDir, "hastord.sock")
+	case strings.ContainsRune(cfg.ControlSocket, 0):
+		v.addf(path, "must not contain a NUL byte")
+		return
+	case !filepath.IsAbs(cfg.ControlSocket):
+		cfg.ControlSocket = filepath.Join(cfg.StateDir, cfg.ControlSocket)
+	default:
+		cfg.ControlSocket = filepath.Clean(cfg.ControlSocket)
+	}
+	if len(cfg.ControlSocket) > maxSocketPath {
+		v.addf(path, "%s is %d bytes long; a unix socket path may have at most %d: set control_socket to a shorter path, e.g. /run/hastord.sock",
+			cfg.ControlSocket, len(cfg.ControlSocket), maxSocketPath)
+	}
+}
+
+// checkEncryption validates an encrypted LUN's settings. full is the LUN's
+// resolved path and info its stat result (nil if it does not exist).
+func (v *validator) checkEncryption(l *LUN, path, full string, info fs.FileInfo) {
+	e := l.Encryption
+	if info == nil && !strings.HasPrefix(full, "/dev/") {
+		v.addf(path+".path", "%s does not exist; an encrypted LUN's image must be formatted first: hastorctl format --size %s %s",
+			full, l.Size, full)
+	}
+	if e.KeyFile == "" {
+		return
+	}
+	kp := path + ".encryption.key_file"
+	if strings.ContainsRune(e.KeyFile, 0) {
+		v.addf(kp, "must not contain a NUL byte")
+		return
+	}
+	e.KeyFile = v.resolve(e.KeyFile)
+	ki, err := v.opt.fs.Stat(e.KeyFile)
+	if err != nil {
+		v.addf(kp, "cannot read %s: %v", e.KeyFile, unwrapPathError(err))
+		return
+	}
+	if msg := checkKeyFileInfo(e.KeyFile, ki); msg != "" {
+		v.addf(kp, "%s", msg)
+	}
+}
+
+// maxKeyFile bounds an encryption key file, as cryptsetup's default
+// --keyfile-size limit (8 MiB) does.
+const maxKeyFile = 8 << 20
+
+func checkKeyFileInfo(p string, info fs.FileInfo) string {
+	switch {
+	case !info.Mode().IsRegular():
+		return fmt.Sprintf("%s is not a regular file", p)
+	case info.Mode().Perm()&0o044 != 0:
+		return fmt.Sprintf("%s is readable by other users (mode %04o); run: chmod go-r %s", p, info.Mode().Perm(), p)
+	case info.Size() == 0:
+		return fmt.Sprintf("%s is empty; it must hold the passphrase of a keyslot", p)
+	case info.Size() > maxKeyFile:
+		return fmt.Sprintf("%s is larger than %d bytes", p, maxKeyFile)
+	}
+	return ""
 }
 
 func (v *validator) checkStateDir(cfg *Config) {
@@ -529,6 +601,9 @@ func (v *validator) checkLUN(cfg *Config, l *LUN, path string, volumes map[strin
 		info == nil && strings.HasPrefix(full, "/dev/")
 	if !blockDev && !v.present[sp] {
 		v.addf(sp, "required for an image file, e.g. 10GiB (only a block device may leave it out)")
+	}
+	if l.Encryption != nil {
+		v.checkEncryption(l, path, full, info)
 	}
 	if first := paths.add(full, info, pp); first != "" {
 		v.addf(pp, "%s is already used by %s", full, first)

@@ -95,7 +95,9 @@ func (c *conn) taskManagement(h *pdu.Header) byte {
 			return pdu.TMFNoLUN
 		}
 		for _, s := range c.srv.sessionsOf(tgt) {
-			s.abortMatching(onLUN)
+			if s.abortMatching(onLUN) > 0 && s != sess {
+				tgt.SCSI.LU(lun).CommandsCleared(s.nexus)
+			}
 		}
 		return pdu.TMFComplete
 	case pdu.TMFLUNReset:

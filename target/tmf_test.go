@@ -164,6 +164,39 @@ func TestLUNResetAcrossSessions(t *testing.T) {
 	}
 }
 
+// CLEAR TASK SET aborts the other session's command on the LUN, and that
+// session, not the requester, gets UNIT ATTENTION 2Fh/00h (SAM-5 "CLEAR
+// TASK SET", TAS=0).
+func TestClearTaskSetAcrossSessions(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.loggedInISID(t, nil, 1)
+	b := ts.loggedInISID(t, nil, 2)
+	clearUA(t, a)
+	clearUA(t, b)
+	started, release := blockWrites(ts, 78*512)
+	sendWrite(t, b, 78, 3)
+	<-started
+	done := make(chan pdu.Header, 1)
+	go func() {
+		sendTMF(t, a, pdu.TMFClearTaskSet, 0, 0, 0)
+		h, _ := a.mustRecv()
+		done <- h
+	}()
+	waitAborted(t, ts)
+	close(release)
+	if h := <-done; h.Opcode() != pdu.OpTaskResp || h[2] != pdu.TMFComplete {
+		t.Fatalf("CLEAR TASK SET: %v %d", h.Opcode(), h[2])
+	}
+	ts.faulty.SetFault(nil)
+	if r, err := a.command(0, []byte{0, 0, 0, 0, 0, 0}, 0, nil, false); err != nil || r.status != 0 {
+		t.Fatalf("requester: want GOOD, got status %d sense % x (%v)", r.status, r.sense, err)
+	}
+	r, err := b.command(0, []byte{0, 0, 0, 0, 0, 0}, 0, nil, false)
+	if err != nil || r.status != 2 || len(r.sense) < 14 || r.sense[2]&0xf != 6 || r.sense[12] != 0x2F || r.sense[13] != 0 {
+		t.Fatalf("want UNIT ATTENTION 2Fh/00h, got status %d sense % x (%v)", r.status, r.sense, err)
+	}
+}
+
 // TARGET COLD RESET answers, then closes every connection to the target.
 func TestTargetColdResetClosesConnections(t *testing.T) {
 	ts := newTestServer(t)
@@ -205,4 +238,30 @@ func TestTMFUnsupported(t *testing.T) {
 	if h, _ := i.mustRecv(); h[2] != pdu.TMFNoLUN {
 		t.Errorf("LUN RESET of an absent LUN: response %d", h[2])
 	}
+}
+
+// waitAborted waits until some task of the server is marked aborted.
+func waitAborted(t *testing.T, ts *testServer) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var sessions []*session
+		ts.srv.mu.Lock()
+		for _, s := range ts.srv.mu.sessions {
+			sessions = append(sessions, s)
+		}
+		ts.srv.mu.Unlock()
+		for _, s := range sessions {
+			s.mu.Lock()
+			for _, tk := range s.mu.tasks {
+				if tk.aborted.Load() {
+					s.mu.Unlock()
+					return
+				}
+			}
+			s.mu.Unlock()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("no task was aborted within 10s")
 }

@@ -150,6 +150,7 @@ type LU struct {
 	cfg     LUConfig // validated, read-only
 	dev     blockdev.Device
 	fua     blockdev.FUAWriter // nil if dev cannot write with FUA
+	medium  Medium             // nil if dev is always ready
 	bs      int                // logical block length
 	bshift  uint               // log2(bs)
 	nblocks uint64             // capacity in logical blocks
@@ -215,6 +216,9 @@ func NewLU(cfg LUConfig) (*LU, error) {
 	lu.stripes.init(lu.bshift)
 	if f, ok := cfg.Dev.(blockdev.FUAWriter); ok {
 		lu.fua = f
+	}
+	if m, ok := cfg.Dev.(Medium); ok {
+		lu.medium = m
 	}
 	lu.initCommon()
 	lu.stdInquiry = lu.buildStdInquiry(0x00)
@@ -392,6 +396,44 @@ func (lu *LU) unregister(n *Nexus) bool {
 	return true
 }
 
+// Medium is implemented by backing devices that can be present but not
+// usable, such as an encrypted volume whose key has not been supplied yet.
+// While Ready returns an error, commands that access the medium (TEST UNIT
+// READY, READ CAPACITY, READ, WRITE, VERIFY, SYNCHRONIZE CACHE, ...) end
+// with NOT READY, LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED
+// (SPC-4 "TEST UNIT READY"), and REQUEST SENSE reports that condition;
+// INQUIRY, REPORT LUNS, MODE SENSE and the other commands work as usual.
+// Once the device becomes ready its owner calls LU.MediumReady.
+type Medium interface {
+	Ready() error
+}
+
+// MediumReady tells the LU that its Medium has become ready: every attached
+// I_T nexus gets UNIT ATTENTION 28h/00h, NOT READY TO READY CHANGE, MEDIUM
+// MAY HAVE CHANGED (SPC-4 "unit attention condition"), so initiators that
+// saw NOT READY re-read the capacity.
+func (lu *LU) MediumReady() {
+	if lu.absent {
+		return
+	}
+	lu.mu.Lock()
+	lu.establishOthersLocked(nil, ascNotReadyToReady)
+	lu.mu.Unlock()
+}
+
+// CommandsCleared establishes UNIT ATTENTION 2Fh/00h, COMMANDS CLEARED BY
+// ANOTHER INITIATOR, for I_T nexus n: the transport calls it when another
+// I_T nexus's CLEAR TASK SET aborted commands of n (SAM-5 "CLEAR TASK SET",
+// with TAS 0 in the Control mode page, as this LU reports).
+func (lu *LU) CommandsCleared(n *Nexus) {
+	if lu.absent || n == nil {
+		return
+	}
+	if it := n.itlFor(lu); it != nil {
+		it.establish(ascCommandsCleared)
+	}
+}
+
 // Reset performs the LU-state effects of LOGICAL UNIT RESET (SAM-5 "logical
 // unit reset"): mode parameters return to their defaults, an SPC-2
 // reservation is released, and every attached I_T nexus, including from, gets
@@ -505,6 +547,9 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 	}
 	if lu.reservationConflict(n, cmd) {
 		return Response{Status: StatusReservationConflict}
+	}
+	if lu.medium != nil && cmd.kind.needsMedium() && lu.medium.Ready() != nil {
+		return lu.fail(errNeedsUnlock)
 	}
 	switch cmd.kind {
 	case kTestUnitReady, kPreventAllow, kStartStopUnit:

@@ -3,8 +3,8 @@ package scsi
 import "encoding/binary"
 
 // execRequestSense runs SPC-4 "REQUEST SENSE": it returns, and
-// clears, the oldest unit attention pending for the I_T nexus, or NO
-// SENSE. Sent to an LUN the target does not have, it returns ILLEGAL
+// clears, the oldest unit attention pending for the I_T nexus; else NOT
+// READY while the Medium is not ready; else NO SENSE. Sent to an LUN the target does not have, it returns ILLEGAL
 // REQUEST, LOGICAL UNIT NOT SUPPORTED as parameter data with GOOD status.
 // DESC selects descriptor-format sense data.
 func (lu *LU) execRequestSense(it *itl, cmd *Command, data []byte) Response {
@@ -15,6 +15,12 @@ func (lu *LU) execRequestSense(it *itl, cmd *Command, data []byte) Response {
 	case it != nil:
 		if a, ok := it.take(); ok {
 			e = unitAttention(a)
+			break
+		}
+		fallthrough
+	default:
+		if lu.medium != nil && lu.medium.Ready() != nil {
+			e = errNeedsUnlock
 		}
 	}
 	var b [SenseMax]byte

@@ -74,6 +74,19 @@ const (
 	kReadDefect
 )
 
+// needsMedium reports whether commands of kind k access the medium and so
+// end with NOT READY while the LU's Medium is not ready (SBC-3 "direct-access
+// block device type model": commands that report on or transfer the
+// medium's data).
+func (k opKind) needsMedium() bool {
+	switch k {
+	case kTestUnitReady, kReadCapacity10, kReadCapacity16, kRead, kWrite,
+		kWriteVerify, kVerify, kSyncCache, kPreFetch, kGetLBAStatus, kORWrite, kReadDefect:
+		return true
+	}
+	return false
+}
+
 // opInfo describes one supported command. usage is the CDB USAGE DATA reported
 // by REPORT SUPPORTED OPERATION CODES (SPC-4 "one_command parameter data"):
 // byte 0 is the operation code, the SERVICE ACTION field holds the service

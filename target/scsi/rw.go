@@ -103,13 +103,22 @@ func (lu *LU) execWriteVerify(ctx context.Context, cmd *Command, data []byte) Re
 	}
 	sp := lu.stripes.rlock(cmd.LBA, lu.blocksIn(p))
 	defer lu.stripes.runlock(sp)
-	if err := lu.writeAt(p, lu.off(cmd.LBA), true); err != nil {
+	if cmd.bytchk != 0x01 {
+		if err := lu.writeAt(p, lu.off(cmd.LBA), true); err != nil {
+			return lu.fail(lu.ioError(err, "write", cmd.LBA, false))
+		}
+		return Response{Status: StatusGood}
+	}
+	// The device may overwrite what it writes (blockdev.Device): write a
+	// copy and compare the medium with the original.
+	w := lu.pool.Get(len(p))
+	defer lu.pool.Put(w)
+	copy(w.B, p)
+	if err := lu.writeAt(w.B, lu.off(cmd.LBA), true); err != nil {
 		return lu.fail(lu.ioError(err, "write", cmd.LBA, false))
 	}
-	if cmd.bytchk == 0x01 {
-		if e := lu.compare(ctx, cmd.LBA, p); e.failed() {
-			return lu.fail(e)
-		}
+	if e := lu.compare(ctx, cmd.LBA, p); e.failed() {
+		return lu.fail(e)
 	}
 	return Response{Status: StatusGood}
 }
@@ -252,6 +261,8 @@ func (lu *LU) ioError(err error, op string, lba LBA, read bool) senseErr {
 		e = errWriteProtected
 	case errors.Is(err, blockdev.ErrClosed):
 		e = errNotReady
+	case lu.medium != nil && lu.medium.Ready() != nil:
+		e = errNeedsUnlock
 	case errors.Is(err, blockdev.ErrAlignment), errors.Is(err, blockdev.ErrOutOfRange):
 		e = errInternal
 	case read:

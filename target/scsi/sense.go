@@ -44,6 +44,7 @@ type ascCode uint16
 const (
 	ascNone                  ascCode = 0x0000 // NO ADDITIONAL SENSE INFORMATION
 	ascLUNotReady            ascCode = 0x0400 // LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE
+	ascLUNotReadyManual      ascCode = 0x0403 // LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED
 	ascWriteError            ascCode = 0x0C00 // WRITE ERROR
 	ascInvalidFieldInCmdIU   ascCode = 0x0E03 // INVALID FIELD IN COMMAND INFORMATION UNIT
 	ascUnrecoveredReadError  ascCode = 0x1100 // UNRECOVERED READ ERROR
@@ -55,11 +56,13 @@ const (
 	ascLUNotSupported        ascCode = 0x2500 // LOGICAL UNIT NOT SUPPORTED
 	ascInvalidFieldInParam   ascCode = 0x2600 // INVALID FIELD IN PARAMETER LIST
 	ascWriteProtected        ascCode = 0x2700 // WRITE PROTECTED
+	ascNotReadyToReady       ascCode = 0x2800 // NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED
 	ascPowerOnResetOccurred  ascCode = 0x2900 // POWER ON, RESET, OR BUS DEVICE RESET OCCURRED
 	ascPowerOnOccurred       ascCode = 0x2901 // POWER ON OCCURRED
 	ascBusDeviceReset        ascCode = 0x2903 // BUS DEVICE RESET FUNCTION OCCURRED
 	ascITNexusLoss           ascCode = 0x2907 // I_T NEXUS LOSS OCCURRED
 	ascModeParamsChanged     ascCode = 0x2A01 // MODE PARAMETERS CHANGED
+	ascCommandsCleared       ascCode = 0x2F00 // COMMANDS CLEARED BY ANOTHER INITIATOR
 	ascSavingParamsNotSupp   ascCode = 0x3900 // SAVING PARAMETERS NOT SUPPORTED
 	ascInternalTargetFailure ascCode = 0x4400 // INTERNAL TARGET FAILURE
 )
@@ -121,6 +124,7 @@ var (
 	errSavingParams   = illegal(ascSavingParamsNotSupp)
 	errInternal       = senseErr{key: SenseHardwareError, asc: ascInternalTargetFailure}
 	errNotReady       = senseErr{key: SenseNotReady, asc: ascLUNotReady}
+	errNeedsUnlock    = senseErr{key: SenseNotReady, asc: ascLUNotReadyManual}
 	errReadError      = senseErr{key: SenseMediumError, asc: ascUnrecoveredReadError}
 	errWriteError     = senseErr{key: SenseMediumError, asc: ascWriteError}
 )

@@ -1,0 +1,101 @@
+package scsi
+
+import (
+	"bytes"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"hastor/blockdev"
+)
+
+// lockedDev is a Mem device that is not ready until unlocked, as an
+// encrypted volume without its key.
+type lockedDev struct {
+	*blockdev.Mem
+	ready atomic.Bool
+}
+
+var errLockedForTest = errors.New("locked")
+
+func (d *lockedDev) Ready() error {
+	if d.ready.Load() {
+		return nil
+	}
+	return errLockedForTest
+}
+
+func (d *lockedDev) ReadAt(p []byte, off int64) (int, error) {
+	if err := d.Ready(); err != nil {
+		return 0, err
+	}
+	return d.Mem.ReadAt(p, off)
+}
+
+var _ Medium = (*lockedDev)(nil)
+
+// TestMediumNotReady checks SPC-4 "TEST UNIT READY" / SBC-3: while the
+// Medium is not ready, medium-access commands end with NOT READY 04h/03h,
+// INQUIRY and REPORT LUNS still work, REQUEST SENSE reports the condition,
+// and becoming ready raises UNIT ATTENTION 28h/00h.
+func TestMediumNotReady(t *testing.T) {
+	dev := &lockedDev{Mem: blockdev.NewMem(1<<20, 512)}
+	lu := newTestLU(t, withDev(dev))
+	n := &Nexus{InitiatorName: "iqn.2024-01.test:init", ISID: [6]byte{0x80, 0, 0, 0, 0xEE, 1},
+		TargetName: "iqn.2024-01.test:tgt", RelativeTargetPort: 1, TPGT: 1}
+	lu.Attach(n)
+	expectSense(t, run(t, lu, n, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascPowerOnResetOccurred)
+
+	for name, cdb := range map[string][]byte{
+		"TEST UNIT READY":   cdb6(opTestUnitReady),
+		"READ CAPACITY(10)": cdb6(opReadCapacity10),
+		"READ(10)":          cdbRW(opRead10, 0, 1, 0),
+		"VERIFY(10)":        cdbRW(opVerify10, 0, 1, 0),
+	} {
+		t.Run(name, func(t *testing.T) {
+			expectSense(t, run(t, lu, n, cdb, nil), SenseNotReady, ascLUNotReadyManual)
+		})
+	}
+	expectSense(t, run(t, lu, n, cdbRW(opWrite10, 0, 1, 0), pattern(512, 1)), SenseNotReady, ascLUNotReadyManual)
+	expectGood(t, run(t, lu, n, cdb6(opInquiry, 0, 0, 0, 96), nil))
+	expectGood(t, run(t, lu, n, cdb6(opModeSense6, 0, 0x3F, 0, 255), nil))
+
+	r, data := runData(t, lu, n, cdb6(opRequestSense, 0, 0, 0, 252), nil)
+	expectGood(t, r)
+	if p := parseSense(t, data); p.key != SenseNotReady || p.asc != ascLUNotReadyManual {
+		t.Fatalf("REQUEST SENSE while not ready: key %v asc %04x, want NOT READY 0403", p.key, p.asc)
+	}
+
+	dev.ready.Store(true)
+	lu.MediumReady()
+	expectSense(t, run(t, lu, n, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascNotReadyToReady)
+	expectGood(t, run(t, lu, n, cdb6(opTestUnitReady), nil))
+	expectGood(t, run(t, lu, n, cdbRW(opWrite10, 0, 1, 0), pattern(512, 1)))
+}
+
+// clobberDev overwrites every buffer it writes, as an encrypting device
+// does (blockdev.Device allows it).
+type clobberDev struct{ *blockdev.Mem }
+
+func (d clobberDev) WriteAt(p []byte, off int64) (int, error) {
+	n, err := d.Mem.WriteAt(p, off)
+	for i := range p {
+		p[i] ^= 0xA5
+	}
+	return n, err
+}
+
+// TestWriteVerifyOnClobberingDevice checks that WRITE AND VERIFY with
+// BYTCHK=1 compares the medium with the data-out data, not with what the
+// device left in the buffer.
+func TestWriteVerifyOnClobberingDevice(t *testing.T) {
+	lu := newTestLU(t, withDev(clobberDev{blockdev.NewMem(1<<20, 512)}))
+	n := newNexus(t, lu)
+	want := pattern(1024, 7)
+	expectGood(t, run(t, lu, n, cdbRW(opWriteVerify10, 4, 2, 0x02), want))
+	r, got := runData(t, lu, n, cdbRW(opRead10, 4, 2, 0), nil)
+	expectGood(t, r)
+	if !bytes.Equal(got, want) {
+		t.Fatal("read back differs from written data")
+	}
+}
