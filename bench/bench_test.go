@@ -262,7 +262,7 @@ func TestRenderMarkdown(t *testing.T) {
 }
 
 func TestGeneratedConfigs(t *testing.T) {
-	y := hastordConfig("/s", 40001, benchIQN, "/d/b.img", 4<<30)
+	y := hastordConfig("/s", 40001, benchIQN, "/d/b.img", 4<<30, "")
 	for _, want := range []string{`state_dir: "/s"`, `portals: ["127.0.0.1:40001"]`, `path: "/d/b.img"`,
 		"size: 4294967296", "block_size: 512", "write_cache: true", benchIQN} {
 		if !strings.Contains(y, want) {
@@ -275,7 +275,7 @@ func TestGeneratedConfigs(t *testing.T) {
 	if err := os.WriteFile(backing, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hastorconfig.Parse([]byte(hastordConfig(filepath.Join(dir, "state"), 40001, benchIQN, backing, 64<<20))); err != nil {
+	if _, err := hastorconfig.Parse([]byte(hastordConfig(filepath.Join(dir, "state"), 40001, benchIQN, backing, 64<<20, ""))); err != nil {
 		t.Errorf("hastord rejects the generated config: %v", err)
 	}
 	c := istgtConfig("/r", 40001, 40002, benchIQN, "/d/b.img", 256<<20)

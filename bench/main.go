@@ -82,7 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	cfg := config{size: defaultSize}
 	quick := fs.Bool("quick", false, "smoke run: 3 s per job, 1 s ramp, 256 MiB LUN (explicit -runtime, -ramp, -size win)")
-	fs.StringVar(&cfg.targets, "targets", "all", "comma-separated targets: raw,hastord,tgt-direct,tgt-buffered,istgt,gotgt")
+	fs.StringVar(&cfg.targets, "targets", "all", "comma-separated targets: raw,hastord,hastord-crypt,tgt-direct,tgt-buffered,istgt,gotgt")
 	fs.StringVar(&cfg.jobs, "jobs", "all", "comma-separated jobs or name prefixes, e.g. randread or seqwrite-1m-qd32; "+jobNames(allJobs()))
 	fs.Var(&cfg.size, "size", "LUN size = backing file size, a multiple of 1 MiB (e.g. 4GiB, 512MiB)")
 	fs.DurationVar(&cfg.runtime, "runtime", defaultRuntime, "measured time per job")

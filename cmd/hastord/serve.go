@@ -12,25 +12,20 @@ import (
 
 	"hastor/blockdev"
 	"hastor/config"
+	"hastor/internal/control"
 	"hastor/target"
 	"hastor/target/login"
 	"hastor/target/scsi"
 )
 
-// serve opens every LUN, listens on every portal and serves until ctx ends.
+// serve opens every LUN, listens on every portal and on the control socket,
+// and serves until ctx ends.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
-	var devs []blockdev.Device
-	defer func() {
-		for _, d := range devs {
-			if err := d.Flush(); err != nil {
-				log.Error("flush on shutdown", "err", err)
-			}
-			d.Close()
-		}
-	}()
+	d := &daemon{log: log, luns: map[string]*lun{}}
+	defer d.close()
 	opts := target.Options{
 		Portals:          cfg.Portals,
 		Discovery:        auth(cfg.Discovery.Auth),
@@ -46,36 +41,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		tc := &cfg.Targets[ti]
 		var lus []*scsi.LU // indexed by LUN number
 		for li := range tc.LUNs {
-			lc := &tc.LUNs[li]
-			path := cfg.LUNPath(lc)
-			dev, err := blockdev.Open(path, blockdev.Options{
-				Size:      int64(lc.Size),
-				Create:    true,
-				ReadOnly:  lc.ReadOnly,
-				BlockSize: lc.BlockSize,
-			})
+			l, err := d.openLUN(cfg, tc, &tc.LUNs[li])
 			if err != nil {
 				return fmt.Errorf("targets[%d].luns[%d]: %w", ti, li, err)
 			}
-			devs = append(devs, dev)
-			lu, err := scsi.NewLU(scsi.LUConfig{
-				Dev:              dev,
-				BlockSize:        lc.BlockSize,
-				ReadOnly:         lc.ReadOnly,
-				WriteCache:       lc.WriteCache,
-				VolumeID:         lc.VolumeID,
-				MaxTransferBytes: maxTransfer,
-				Logger:           log.With("target", tc.IQN, "lun", lc.LUN),
-			})
-			if err != nil {
-				return fmt.Errorf("targets[%d].luns[%d]: %w", ti, li, err)
-			}
-			for len(lus) <= lc.LUN {
+			for len(lus) <= l.cfg.LUN {
 				lus = append(lus, nil)
 			}
-			lus[lc.LUN] = lu
-			log.Info("LUN ready", "target", tc.IQN, "lun", lc.LUN, "path", path,
-				"size", dev.Size(), "block_size", lc.BlockSize, "volume_id", lc.VolumeID)
+			lus[l.cfg.LUN] = l.lu
 		}
 		st, err := scsi.NewTarget(tc.IQN, lus)
 		if err != nil {
@@ -90,8 +63,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			SCSI:  st,
 		})
 	}
+	d.unlockFromKeyFiles()
+	ctl, err := control.Listen(cfg.ControlSocket)
+	if err != nil {
+		return err
+	}
 	srv, err := target.New(opts)
 	if err != nil {
+		ctl.Close()
 		return err
 	}
 	var lns []net.Listener
@@ -101,13 +80,24 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			for _, l := range lns {
 				l.Close()
 			}
+			ctl.Close()
 			return fmt.Errorf("portals: listen on %s: %w", p, err)
 		}
 		lns = append(lns, ln)
 		log.Info("listening", "portal", ln.Addr().String())
 	}
 	var wg sync.WaitGroup
-	errc := make(chan error, len(lns))
+	errc := make(chan error, len(lns)+1)
+	cctx, cancelControl := context.WithCancel(ctx)
+	defer cancelControl()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := control.Serve(cctx, ctl, d, log); err != nil {
+			errc <- err
+		}
+	}()
+	log.Info("control socket ready", "path", cfg.ControlSocket)
 	for _, ln := range lns {
 		wg.Add(1)
 		go func() {
@@ -127,6 +117,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if serr := srv.Shutdown(sctx); serr != nil {
 		log.Error("shutdown", "err", serr)
 	}
+	cancelControl()
 	wg.Wait()
 	return err
 }

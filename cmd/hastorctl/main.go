@@ -1,0 +1,115 @@
+// Command hastorctl is hastor's admin tool. It manages the LUKS2 headers of
+// encrypted volumes offline, like cryptsetup, and talks to a running
+// hastord through its control socket.
+//
+//	hastorctl format [--size SIZE] [options] DEVICE
+//	hastorctl add-key | change-key | remove-key [options] DEVICE
+//	hastorctl header-backup DEVICE FILE
+//	hastorctl header-restore [--yes] DEVICE FILE
+//	hastorctl dump DEVICE
+//	hastorctl erase [--yes] DEVICE
+//	hastorctl unlock [--key-file FILE] VOLUME_ID
+//	hastorctl status
+//
+// Passphrases are read from the terminal without echo, or from a key file
+// (--key-file FILE; "-" reads standard input): never from the command line.
+// A key file's whole content is the passphrase, as with cryptsetup.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], newStdio())
+	stop()
+	os.Exit(code)
+}
+
+// stdio is the CLI's view of its environment, swapped in tests.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+	// term reads a passphrase without echo when standard input is a
+	// terminal; nil when it is not.
+	term func(prompt string) ([]byte, error)
+}
+
+// command is one subcommand.
+type command struct {
+	usage string // arguments after the name
+	help  string
+	run   func(ctx context.Context, args []string, st stdio) error
+}
+
+var commands = map[string]command{
+	"format":         {"[--size SIZE] [--key-file F] [--sector-size 512|4096] [--key-size 256|512] [--pbkdf argon2id|argon2i|pbkdf2] [--pbkdf-memory KiB] [--pbkdf-time N] [--iterations N] [--label L] [--yes] DEVICE", "make DEVICE a LUKS2 volume (aes-xts-plain64) with one passphrase", cmdFormat},
+	"add-key":        {"[--key-file F] [--new-key-file F] [--slot N] [pbkdf options] DEVICE", "add a passphrase; an existing one authorises it", cmdAddKey},
+	"change-key":     {"[--key-file F] [--new-key-file F] [pbkdf options] DEVICE", "replace a passphrase", cmdChangeKey},
+	"remove-key":     {"[--key-file F | --slot N] DEVICE", "remove the keyslot a passphrase opens, or slot N", cmdRemoveKey},
+	"header-backup":  {"DEVICE FILE", "save the LUKS2 header and keyslots to FILE", cmdHeaderBackup},
+	"header-restore": {"[--yes] DEVICE FILE", "write a header backup back to DEVICE", cmdHeaderRestore},
+	"dump":           {"DEVICE", "show the LUKS2 header (no key material)", cmdDump},
+	"erase":          {"[--yes] DEVICE", "crypto erase: destroy every keyslot, making the data unreadable", cmdErase},
+	"unlock":         {"[--config F | --socket S] [--key-file F] VOLUME_ID", "give a running hastord the passphrase of an encrypted LUN", cmdUnlock},
+	"status":         {"[--config F | --socket S]", "show hastord's LUNs and whether they are unlocked", cmdStatus},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: hastorctl COMMAND [options] [arguments]")
+	fmt.Fprintln(w, "\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-15s %s\n", n, commands[n].help)
+	}
+	fmt.Fprintln(w, "\nRun hastorctl COMMAND --help for its options.")
+}
+
+// errUsage marks an error in the command line (exit status 2).
+type errUsage struct{ msg string }
+
+func (e errUsage) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, st stdio) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(st.err)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	name := args[0]
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(st.err, "hastorctl: unknown command %q\n\n", name)
+		usage(st.err)
+		return 2
+	}
+	if err := cmd.run(ctx, args[1:], st); err != nil {
+		if u, ok := err.(errUsage); ok {
+			if u.msg != "" {
+				fmt.Fprintf(st.err, "hastorctl %s: %s\n", name, u.msg)
+			}
+			fmt.Fprintf(st.err, "usage: hastorctl %s %s\n", name, cmd.usage)
+			return 2
+		}
+		fmt.Fprintf(st.err, "hastorctl %s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+// oneLine trims a message for display.
+func oneLine(s string) string { return strings.TrimSpace(strings.ReplaceAll(s, "\n", " ")) }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/term"
+)
+
+// maxKeyFile bounds a key file, as cryptsetup's default --keyfile-size
+// limit does.
+const maxKeyFile = 8 << 20
+
+func newStdio() stdio {
+	s := stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}
+	if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
+		s.term = func(prompt string) ([]byte, error) {
+			fmt.Fprint(os.Stderr, prompt)
+			p, err := term.ReadPassword(fd)
+			fmt.Fprintln(os.Stderr)
+			return p, err
+		}
+	}
+	return s
+}
+
+// passphrase returns a passphrase: the whole content of keyFile ("-" for
+// standard input) when it is set, else one typed at the terminal (twice
+// when confirm is set). The caller zeroes the result.
+func passphrase(st stdio, keyFile, prompt string, confirm bool) ([]byte, error) {
+	if keyFile != "" {
+		return readKeyFile(st, keyFile)
+	}
+	if st.term == nil {
+		return nil, errors.New("standard input is not a terminal, so the passphrase cannot be asked for: give --key-file FILE (or --key-file - to read it from standard input)")
+	}
+	p, err := st.term(prompt + ": ")
+	if err != nil {
+		return nil, fmt.Errorf("read passphrase: %w", err)
+	}
+	if len(p) == 0 {
+		return nil, errors.New("empty passphrase")
+	}
+	if confirm {
+		again, err := st.term("Verify " + prompt + ": ")
+		if err != nil {
+			clear(p)
+			return nil, fmt.Errorf("read passphrase: %w", err)
+		}
+		same := bytes.Equal(p, again)
+		clear(again)
+		if !same {
+			clear(p)
+			return nil, errors.New("passphrases do not match")
+		}
+	}
+	return p, nil
+}
+
+func readKeyFile(st stdio, path string) ([]byte, error) {
+	var r io.Reader = st.in
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("key file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(r, maxKeyFile+1)); err != nil {
+		clear(buf.Bytes())
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	p := buf.Bytes()
+	switch {
+	case len(p) > maxKeyFile:
+		clear(p)
+		return nil, fmt.Errorf("key file %s: larger than %d bytes", path, maxKeyFile)
+	case len(p) == 0:
+		return nil, fmt.Errorf("key file %s: empty", path)
+	}
+	return p, nil
+}

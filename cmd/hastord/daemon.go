@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+
+	"hastor/blockdev"
+	"hastor/config"
+	"hastor/crypt"
+	"hastor/internal/control"
+	"hastor/target/scsi"
+)
+
+// daemon holds the LUNs hastord serves and answers the control socket.
+type daemon struct {
+	log  *slog.Logger
+	luns map[string]*lun // by lower-case volume_id; filled before serving, then read-only
+	list []*lun          // in configuration order
+}
+
+// lun is one served logical unit.
+type lun struct {
+	cfg    *config.LUN
+	target string
+	path   string
+	dev    blockdev.Device // what the LU reads and writes
+	vol    *crypt.Volume   // nil unless encrypted
+	lu     *scsi.LU
+	log    *slog.Logger
+}
+
+var _ control.Handler = (*daemon)(nil)
+
+// openLUN opens one LUN's backing store (and its LUKS2 header when it is
+// encrypted) and makes its logical unit.
+func (d *daemon) openLUN(cfg *config.Config, tc *config.Target, lc *config.LUN) (*lun, error) {
+	path := cfg.LUNPath(lc)
+	inner, err := blockdev.Open(path, blockdev.Options{
+		Size:      int64(lc.Size),
+		Create:    !lc.Encrypted(), // an encrypted volume must be formatted first
+		ReadOnly:  lc.ReadOnly,
+		BlockSize: lc.BlockSize,
+	})
+	if err != nil {
+		return nil, err
+	}
+	l := &lun{cfg: lc, target: tc.IQN, path: path, dev: inner,
+		log: d.log.With("target", tc.IQN, "lun", lc.LUN, "volume_id", lc.VolumeID)}
+	if lc.Encrypted() {
+		vol, err := crypt.OpenVolume(path, inner)
+		if err != nil {
+			inner.Close()
+			return nil, fmt.Errorf("encrypted LUN: %w", err)
+		}
+		l.vol, l.dev = vol, vol.Device()
+		if ss := vol.Device().Layout().SectorSize; ss > lc.BlockSize {
+			vol.Close()
+			return nil, fmt.Errorf("block_size %d is smaller than the volume's encryption sector size %d: set block_size: %d (or format the volume with --sector-size %d)",
+				lc.BlockSize, ss, ss, lc.BlockSize)
+		}
+	}
+	l.lu, err = scsi.NewLU(scsi.LUConfig{
+		Dev:              l.dev,
+		BlockSize:        lc.BlockSize,
+		ReadOnly:         lc.ReadOnly,
+		WriteCache:       lc.WriteCache,
+		VolumeID:         lc.VolumeID,
+		MaxTransferBytes: maxTransfer,
+		Logger:           l.log,
+	})
+	if err != nil {
+		l.dev.Close()
+		return nil, err
+	}
+	d.luns[strings.ToLower(lc.VolumeID)] = l
+	d.list = append(d.list, l)
+	msg := "LUN ready"
+	if l.vol != nil {
+		msg = "encrypted LUN opened, locked until its key is given"
+	}
+	l.log.Info(msg, "path", path, "size", l.dev.Size(), "block_size", lc.BlockSize)
+	return l, nil
+}
+
+// unlockFromKeyFiles unlocks every encrypted LUN that has a key file. A
+// LUN whose key file does not unlock it stays locked (NOT READY) and is
+// logged; the others are served.
+func (d *daemon) unlockFromKeyFiles() {
+	for _, l := range d.list {
+		if l.vol == nil || l.cfg.Encryption.KeyFile == "" {
+			continue
+		}
+		kf := l.cfg.Encryption.KeyFile
+		pass, err := readKeyFile(kf)
+		if err != nil {
+			l.log.Error("encrypted LUN stays locked: cannot read its key file", "key_file", kf, "err", err)
+			continue
+		}
+		slot, err := l.unlock(pass)
+		clear(pass)
+		if err != nil {
+			l.log.Error("encrypted LUN stays locked: its key file does not unlock it", "key_file", kf, "err", err)
+			continue
+		}
+		l.log.Info("encrypted LUN unlocked from its key file", "keyslot", slot)
+	}
+}
+
+// maxKeyFile bounds a key file (cryptsetup's default --keyfile-size limit).
+const maxKeyFile = 8 << 20
+
+func readKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 || len(b) > maxKeyFile {
+		clear(b)
+		return nil, fmt.Errorf("%s: must hold 1 to %d bytes", path, maxKeyFile)
+	}
+	return b, nil
+}
+
+// unlock gives an encrypted LUN its key and tells initiators it is ready.
+func (l *lun) unlock(pass []byte) (int, error) {
+	slot, err := l.vol.Unlock(pass)
+	if err != nil {
+		return -1, err
+	}
+	l.lu.MediumReady()
+	return slot, nil
+}
+
+// Unlock implements control.Handler.
+func (d *daemon) Unlock(_ context.Context, volume string, pass []byte) (int, error) {
+	l, ok := d.luns[strings.ToLower(volume)]
+	switch {
+	case !ok:
+		return -1, fmt.Errorf("no LUN has volume_id %q", volume)
+	case l.vol == nil:
+		return -1, fmt.Errorf("%s is not an encrypted LUN", l.cfg.VolumeID)
+	}
+	slot, err := l.unlock(pass)
+	if err != nil {
+		l.log.Warn("unlock through the control socket failed", "err", err)
+		return -1, fmt.Errorf("%s: %w", l.cfg.VolumeID, err)
+	}
+	l.log.Info("encrypted LUN unlocked through the control socket", "keyslot", slot)
+	return slot, nil
+}
+
+// Status implements control.Handler.
+func (d *daemon) Status(context.Context) (control.Status, error) {
+	var st control.Status
+	for _, l := range d.list {
+		v := control.VolumeStatus{
+			VolumeID:  l.cfg.VolumeID,
+			Target:    l.target,
+			LUN:       l.cfg.LUN,
+			Path:      l.path,
+			Size:      l.dev.Size(),
+			BlockSize: l.cfg.BlockSize,
+			ReadOnly:  l.cfg.ReadOnly,
+			Encrypted: l.vol != nil,
+		}
+		if l.vol != nil {
+			v.Locked = l.vol.Device().Ready() != nil
+		}
+		st.Volumes = append(st.Volumes, v)
+	}
+	sort.SliceStable(st.Volumes, func(i, j int) bool { return st.Volumes[i].Target < st.Volumes[j].Target })
+	return st, nil
+}
+
+// close flushes and closes every LUN's devices; an encrypted LUN's key is
+// zeroed.
+func (d *daemon) close() {
+	for _, l := range d.list {
+		if err := l.dev.Flush(); err != nil {
+			l.log.Error("flush on shutdown", "err", err)
+		}
+		l.dev.Close()
+	}
+}
