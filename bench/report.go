@@ -160,6 +160,9 @@ func renderMarkdown(w io.Writer, r *report) {
 	if qd := queueDepthCheck(r); qd != "" {
 		p("\nQueue depth check (IOPS at QD32 ÷ QD1, 4 KiB random read): %s\n", qd)
 	}
+	if ec := encryptionCost(r); ec != "" {
+		p("\nEncrypted LUN vs plain LUN (hastord-crypt ÷ hastord, IOPS): %s\n", ec)
+	}
 	p("\nMB/s is 10^6 bytes/s. Target CPU is the target process's utime+stime (all threads, /proc/PID/stat) " +
 		"over the measured run, divided by the I/Os fio completed in it; fio CPU is fio's own usr+sys time per I/O. " +
 		"Ratios compare IOPS (equal to the MB/s ratio, the block size being the same).\n")
@@ -187,6 +190,20 @@ func queueDepthCheck(r *report) string {
 		hi, ok2 := r.find(t.Name, "randread-4k-qd32")
 		if ok1 && ok2 && lo.IOPS > 0 {
 			parts = append(parts, fmt.Sprintf("%s %s×", t.Name, fmtFloat(hi.IOPS/lo.IOPS, 1)))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// encryptionCost returns, per job, the IOPS ratio of the encrypted LUN to
+// the plain one.
+func encryptionCost(r *report) string {
+	var parts []string
+	for _, job := range r.Jobs {
+		plain, ok1 := r.find("hastord", job)
+		enc, ok2 := r.find("hastord-crypt", job)
+		if ok1 && ok2 && plain.IOPS > 0 && plain.Err == "" && enc.Err == "" {
+			parts = append(parts, fmt.Sprintf("%s %s×", job, fmtFloat(enc.IOPS/plain.IOPS, 2)))
 		}
 	}
 	return strings.Join(parts, ", ")

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"hastor/config"
 	"hastor/crypt/luks2"
 )
@@ -33,6 +35,12 @@ func openDevice(path string, write bool) (*os.File, *luks2.Volume, error) {
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, nil, err
+	}
+	if write {
+		if err := lockHeader(f); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
 	}
 	v, err := luks2.Open(luks2.File{File: f})
 	if err != nil {
@@ -71,6 +79,9 @@ func cmdFormat(_ context.Context, args []string, st stdio) error {
 		return err
 	}
 	defer f.Close()
+	if err := lockHeader(f); err != nil {
+		return err
+	}
 	if _, err := luks2.Open(luks2.File{File: f}); err == nil && !*yes {
 		return fmt.Errorf("%s already holds a LUKS2 volume; formatting destroys its keys and so its data: add --yes if you mean it", path)
 	}
@@ -274,6 +285,9 @@ func cmdHeaderRestore(_ context.Context, args []string, st stdio) error {
 		return err
 	}
 	defer dev.Close()
+	if err := lockHeader(dev); err != nil {
+		return err
+	}
 	if err := luks2.RestoreHeader(luks2.File{File: dev}, in); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -313,5 +327,20 @@ func cmdErase(_ context.Context, args []string, st stdio) error {
 		return err
 	}
 	fmt.Fprintf(st.out, "%s: all keyslots destroyed\n", path)
+	return nil
+}
+
+// lockHeader takes an open-file-description lock on the first byte of the
+// device, so that two hastorctl commands never rewrite one header at once.
+// It is independent of the flock hastord holds on a volume it serves:
+// hastord only reads the header, and sees new keyslots at its next unlock.
+func lockHeader(f *os.File) error {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 1}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			return fmt.Errorf("%s: another hastorctl is changing this header; try again when it is done", f.Name())
+		}
+		return fmt.Errorf("%s: lock header: %w", f.Name(), err)
+	}
 	return nil
 }
