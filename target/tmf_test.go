@@ -133,19 +133,7 @@ func TestAbortCompletedTask(t *testing.T) {
 // attention on every I_T nexus, the requester's included (SAM-5 §6.3.3).
 func TestLUNResetAcrossSessions(t *testing.T) {
 	ts := newTestServer(t)
-	a := ts.loggedInISID(t, nil, 1)
-	b := ts.loggedInISID(t, nil, 2)
-	clearUA(t, a)
-	clearUA(t, b)
-	started, release := blockWrites(ts, 77*512)
-	sendWrite(t, b, 77, 2)
-	<-started
-	done := make(chan pdu.Header, 1)
-	go func() {
-		sendTMF(t, a, pdu.TMFLUNReset, 0, 0, 0)
-		h, _ := a.mustRecv()
-		done <- h
-	}()
+	a, b, done, release := tmfDuringBlockedWrite(t, ts, pdu.TMFLUNReset, 77)
 	select {
 	case <-done:
 		t.Fatal("LUN RESET answered before the other session's write left the device")
@@ -169,19 +157,7 @@ func TestLUNResetAcrossSessions(t *testing.T) {
 // TASK SET", TAS=0).
 func TestClearTaskSetAcrossSessions(t *testing.T) {
 	ts := newTestServer(t)
-	a := ts.loggedInISID(t, nil, 1)
-	b := ts.loggedInISID(t, nil, 2)
-	clearUA(t, a)
-	clearUA(t, b)
-	started, release := blockWrites(ts, 78*512)
-	sendWrite(t, b, 78, 3)
-	<-started
-	done := make(chan pdu.Header, 1)
-	go func() {
-		sendTMF(t, a, pdu.TMFClearTaskSet, 0, 0, 0)
-		h, _ := a.mustRecv()
-		done <- h
-	}()
+	a, b, done, release := tmfDuringBlockedWrite(t, ts, pdu.TMFClearTaskSet, 78)
 	waitAborted(t, ts)
 	close(release)
 	if h := <-done; h.Opcode() != pdu.OpTaskResp || h[2] != pdu.TMFComplete {
@@ -238,6 +214,28 @@ func TestTMFUnsupported(t *testing.T) {
 	if h, _ := i.mustRecv(); h[2] != pdu.TMFNoLUN {
 		t.Errorf("LUN RESET of an absent LUN: response %d", h[2])
 	}
+}
+
+// tmfDuringBlockedWrite logs in two sessions a and b, starts a WRITE of
+// LBA lba in b that blocks in the device until release is closed, and then
+// sends task management function fn for LUN 0 in a. The TMF response
+// arrives on done.
+func tmfDuringBlockedWrite(t *testing.T, ts *testServer, fn byte, lba uint32) (a, b *ini, done chan pdu.Header, release chan struct{}) {
+	t.Helper()
+	a = ts.loggedInISID(t, nil, 1)
+	b = ts.loggedInISID(t, nil, 2)
+	clearUA(t, a)
+	clearUA(t, b)
+	started, release := blockWrites(ts, int64(lba)*512)
+	sendWrite(t, b, lba, byte(lba))
+	<-started
+	done = make(chan pdu.Header, 1)
+	go func() {
+		sendTMF(t, a, fn, 0, 0, 0)
+		h, _ := a.mustRecv()
+		done <- h
+	}()
+	return a, b, done, release
 }
 
 // waitAborted waits until some task of the server is marked aborted.

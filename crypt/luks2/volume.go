@@ -225,20 +225,8 @@ func (v *Volume) AddKey(volumeKey, newPassphrase []byte, slot int, kdf PBKDF) (i
 	} else if _, used := md.keyslots.get(strconv.Itoa(slot)); used {
 		return -1, fmt.Errorf("%w: keyslot %d", ErrSlotInUse, slot)
 	}
-	if kdf, err = kdf.resolve(); err != nil {
-		return -1, err
-	}
-	size := areaSizeFor(len(volumeKey))
-	off, ok := md.allocArea(int64(hs.hdr.hdrSize), size, -1)
-	if !ok {
-		return -1, fmt.Errorf("%w: keyslots area has no free %d bytes", ErrNoSpace, size)
-	}
-	sk, err := sealKeyslot(volumeKey, newPassphrase, kdf, off, size, v.rand)
+	sk, err := v.sealLocked(hs, volumeKey, newPassphrase, kdf, nil)
 	if err != nil {
-		return -1, err
-	}
-	defer clear(sk.area)
-	if err := writeSync(v.st, sk.area, off); err != nil {
 		return -1, err
 	}
 	nmd := md.cloneObjects()
@@ -247,6 +235,35 @@ func (v *Volume) AddKey(volumeKey, newPassphrase []byte, slot int, kdf PBKDF) (i
 		return -1, err
 	}
 	return slot, v.commitLocked(hs, nmd)
+}
+
+// sealLocked seals volumeKey with passphrase into a newly allocated keyslot
+// area and writes that area (synced) before any metadata refers to it. A
+// non-nil replaced keyslot passes on its priority. The returned keyslot's
+// area buffer is already zeroed.
+func (v *Volume) sealLocked(hs *headerState, volumeKey, passphrase []byte, kdf PBKDF, replaced *keyslot) (*sealedKeyslot, error) {
+	kdf, err := kdf.resolve()
+	if err != nil {
+		return nil, err
+	}
+	size := areaSizeFor(len(volumeKey))
+	off, ok := hs.md.allocArea(int64(hs.hdr.hdrSize), size, -1)
+	if !ok {
+		return nil, fmt.Errorf("%w: keyslots area has no free %d bytes", ErrNoSpace, size)
+	}
+	sk, err := sealKeyslot(volumeKey, passphrase, kdf, off, size, v.rand)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(sk.area)
+	if replaced != nil && replaced.priority != PriorityNormal {
+		p := replaced.priority
+		sk.json.Priority = &p
+	}
+	if err := writeSync(v.st, sk.area, off); err != nil {
+		return nil, err
+	}
+	return sk, nil
 }
 
 // ChangeKey replaces the passphrase of the keyslot oldPassphrase opens, as
@@ -278,24 +295,8 @@ func (v *Volume) ChangeKey(oldPassphrase, newPassphrase []byte, kdf PBKDF) (slot
 		return -1, ErrWrongPassphrase
 	}
 	defer clear(key)
-	if kdf, err = kdf.resolve(); err != nil {
-		return -1, err
-	}
-	size := areaSizeFor(len(key))
-	off, ok := md.allocArea(int64(hs.hdr.hdrSize), size, -1)
-	if !ok {
-		return -1, fmt.Errorf("%w: keyslots area has no free %d bytes for the new keyslot area", ErrNoSpace, size)
-	}
-	sk, err := sealKeyslot(key, newPassphrase, kdf, off, size, v.rand)
+	sk, err := v.sealLocked(hs, key, newPassphrase, kdf, old)
 	if err != nil {
-		return -1, err
-	}
-	defer clear(sk.area)
-	if old.priority != PriorityNormal {
-		p := old.priority
-		sk.json.Priority = &p
-	}
-	if err := writeSync(v.st, sk.area, off); err != nil {
 		return -1, err
 	}
 	nmd := md.cloneObjects()
