@@ -17,8 +17,9 @@ set -euo pipefail
 SUITE=bookworm
 # Guest tools: the initiator (open-iscsi), workload and checks (fio,
 # e2fsprogs, util-linux, coreutils), network (iproute2), module loading
-# (kmod), SCSI-level probes for target tests (sg3-utils), ps/pkill (procps).
-PACKAGES="open-iscsi fio e2fsprogs util-linux iproute2 kmod procps sg3-utils"
+# (kmod), SCSI-level probes for target tests (sg3-utils), ps/pkill (procps),
+# LUKS2 with the kernel's dm-crypt (cryptsetup-bin; it pulls in dmsetup).
+PACKAGES="open-iscsi fio e2fsprogs util-linux iproute2 kmod procps sg3-utils cryptsetup-bin"
 
 die() { echo "build-rootfs: $*" >&2; exit 1; }
 
