@@ -71,6 +71,17 @@ type conn struct {
 	workers     int
 	idleWorkers atomic.Int32
 
+	// Inline execution (startExec): the reader runs a command itself when
+	// it is the only one in flight. inline holds the token of the command
+	// being run that way (0: none; readerMoved: the role was handed off);
+	// inlineSeq, owned by the reader, numbers the tokens; inlineTimer
+	// hands the reader role to a new goroutine when the command outlasts
+	// inlineBudget.
+	inline      atomic.Uint64
+	inlineSeq   uint64
+	inlineTimer *time.Timer
+	stopCtx     func() bool // stops closing nc when ctx ends
+
 	closeOnce sync.Once
 	done      chan struct{} // closed when the connection closes
 	quit      chan struct{} // closed when no task is left; the writer exits
@@ -100,28 +111,38 @@ func newConn(ctx context.Context, s *Server, nc net.Conn) *conn {
 
 // serve runs the connection: login, then the full feature phase.
 func (c *conn) serve() {
-	defer c.srv.removeConn(c)
+	c.stopCtx = context.AfterFunc(c.ctx, func() { c.nc.Close() })
+	if !c.loginPhase() {
+		c.stopCtx()
+		c.finish()
+		c.srv.removeConn(c)
+		return
+	}
+	c.readRole()
+}
+
+// loginPhase runs the login and starts the full feature phase's
+// goroutines. It reports whether the connection went to full feature
+// phase; if not, it has closed the connection.
+func (c *conn) loginPhase() (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("panic while serving connection; closing it", "panic", r, "stack", string(debug.Stack()))
+			c.log.Error("panic while logging in; closing the connection", "panic", r, "stack", string(debug.Stack()))
 			c.close(fmt.Errorf("%w: panic: %v", errProtocol, r))
+			ok = false
 		}
-		c.finish()
 	}()
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
 		tc.SetKeepAlivePeriod(30 * time.Second)
 	}
-	stop := context.AfterFunc(c.ctx, func() { c.nc.Close() })
-	defer stop()
-
 	c.nc.SetDeadline(time.Now().Add(c.srv.opts.LoginTimeout))
 	sess, err := c.login()
 	if err != nil {
 		c.log.Info("login failed", "err", err)
 		c.close(err)
-		return
+		return false
 	}
 	c.nc.SetDeadline(time.Time{})
 	c.sess = sess
@@ -130,6 +151,8 @@ func (c *conn) serve() {
 	// Window plus as many immediate commands: everything that can be in
 	// flight at once.
 	c.execq = make(chan *task, 2*c.srv.opts.QueueDepth)
+	c.inlineTimer = time.AfterFunc(time.Hour, c.handOffReader)
+	c.inlineTimer.Stop()
 	c.writerWG.Add(1)
 	go c.writer()
 	if c.srv.opts.NopInInterval > 0 {
@@ -138,7 +161,34 @@ func (c *conn) serve() {
 	}
 	c.log.Info("login complete", "target", sess.targetName(), "discovery", sess.discovery,
 		"header_digest", c.params.HeaderDigest, "data_digest", c.params.DataDigest)
-	err = c.readLoop()
+	return true
+}
+
+// readRole reads the connection's PDUs until it ends, then aborts its
+// tasks, waits for them and releases it. Exactly one goroutine holds the
+// reader role at a time. When a command run inline by the reader outlasts
+// inlineBudget, handOffReader starts readRole on a new goroutine, and the
+// old one returns from here as soon as its command is done, touching no
+// reader state.
+func (c *conn) readRole() {
+	moved := false
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic while serving connection; closing it", "panic", r, "stack", string(debug.Stack()))
+			c.close(fmt.Errorf("%w: panic: %v", errProtocol, r))
+		}
+		if moved {
+			return
+		}
+		c.stopCtx()
+		c.finish()
+		c.srv.removeConn(c)
+	}()
+	err := c.readLoop()
+	if errors.Is(err, errReaderMoved) {
+		moved = true
+		return
+	}
 	c.close(err)
 }
 

@@ -1,9 +1,11 @@
 package target
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"hastor/blockdev"
 	"hastor/target/pdu"
@@ -129,12 +131,18 @@ func (c *conn) handleSCSICommand() error {
 	t.lu = sess.tgt.SCSI.LU(lunNumber(t.lunField))
 	t.cmd = t.lu.Decode(h.CDB())
 	err := c.startCommand(t, write, dsl)
+	if errors.Is(err, errReaderMoved) {
+		// Another goroutine reads now, and may already reuse t.
+		return err
+	}
 	c.doneReading(t)
 	return err
 }
 
 // doneReading ends the reader's hold on t; an abort that arrived meanwhile
-// is completed here.
+// is completed here. t may have been executed and released already (by an
+// execution goroutine, or inline): it is then a zeroed task in the free
+// list, which only the reader reuses, so this is a no-op.
 func (c *conn) doneReading(t *task) {
 	sess := c.sess
 	sess.mu.Lock()
@@ -163,8 +171,7 @@ func (c *conn) startCommand(t *task, write bool, dsl int) error {
 				t.buf = c.srv.opts.Pool.Get(int(n))
 			}
 		}
-		c.startExec(t)
-		return nil
+		return c.startExec(t)
 	}
 
 	// Data-out: immediate data, unsolicited Data-Out, then R2Ts.
@@ -197,23 +204,20 @@ func (c *conn) startCommand(t *task, write bool, dsl int) error {
 	if t.aborted.Load() {
 		return nil
 	}
-	c.advanceWrite(t)
-	return nil
+	return c.advanceWrite(t)
 }
 
 // advanceWrite issues R2Ts or starts execution once all data is in.
-func (c *conn) advanceWrite(t *task) {
+func (c *conn) advanceWrite(t *task) error {
 	if t.received >= t.want {
-		c.startExec(t)
-		return
+		return c.startExec(t)
 	}
 	if !t.unsolDone {
-		return
+		return nil
 	}
 	if t.sink {
 		// Do not solicit data the command will not use; fail it now.
-		c.startExec(t)
-		return
+		return c.startExec(t)
 	}
 	if t.r2tNext < t.unsolEnd {
 		t.r2tNext = t.unsolEnd
@@ -230,6 +234,7 @@ func (c *conn) advanceWrite(t *task) {
 		t.r2tNext += n
 		t.r2tOut++
 	}
+	return nil
 }
 
 // allocTTTRange reserves n consecutive Target Transfer Tags.
@@ -280,6 +285,9 @@ func (c *conn) handleDataOut() error {
 		}
 	}
 	err := c.placeDataOut(t, ttt, off, end, limit, sn)
+	if errors.Is(err, errReaderMoved) {
+		return err
+	}
 	c.doneReading(t)
 	return err
 }
@@ -318,8 +326,7 @@ func (c *conn) placeDataOut(t *task, ttt, off, end, limit, sn uint32) error {
 	if t.dataErr && (h.Final() || end == limit) {
 		// The failed sequence is complete: answer now and solicit
 		// nothing more. Later Data-Out for this ITT is discarded.
-		c.startExec(t)
-		return nil
+		return c.startExec(t)
 	}
 	if ttt == pdu.ReservedTag {
 		if h.Final() || end == t.unsolEnd {
@@ -331,25 +338,73 @@ func (c *conn) placeDataOut(t *task, ttt, off, end, limit, sn uint32) error {
 		t.r2tOut--
 		t.dataSN = 0
 	}
-	c.advanceWrite(t)
-	return nil
+	return c.advanceWrite(t)
 }
 
-// startExec hands t to an execution goroutine. The connection keeps a
-// pool of them, grown on demand up to the command window, so that every
-// command in flight runs concurrently and steady state starts no goroutine
-// (a go statement allocates).
-func (c *conn) startExec(t *task) {
+// startExec runs t. When t is the connection's only command in flight and
+// nothing more has arrived, the reader runs it itself: handing it to an
+// execution goroutine would wake an OS thread for every command at queue
+// depth 1, the costliest step of a small I/O. Otherwise t goes to the
+// connection's pool of execution goroutines, grown on demand up to the
+// command window, so that every command in flight runs concurrently and
+// steady state starts no goroutine (a go statement allocates).
+//
+// It returns errReaderMoved when the reader role moved to another
+// goroutine during inline execution (see readRole).
+func (c *conn) startExec(t *task) error {
 	sess := c.sess
 	sess.mu.Lock()
 	t.state = taskExecuting
 	sess.mu.Unlock()
+	if c.live.Load() == 1 && c.br.Buffered() == 0 {
+		return c.execInline(t)
+	}
 	if c.idleWorkers.Load() == 0 && c.workers < cap(c.execq) {
 		c.workers++
 		c.writerWG.Add(1)
 		go c.worker()
 	}
 	c.execq <- t
+	return nil
+}
+
+// inlineBudget is how long a command run by the reader may take before the
+// reader role moves to a new goroutine, so that task management, NOP-Out
+// and new commands are read while the command waits on a slow device. A 4
+// KiB I/O on an SSD takes well under it; a 1 MiB one about as long.
+const inlineBudget = 2 * time.Millisecond
+
+// readerMoved is the value of conn.inline once the reader role has moved.
+const readerMoved = ^uint64(0)
+
+// errReaderMoved: the reader role moved to another goroutine while this
+// one ran a command inline.
+var errReaderMoved = errors.New("reader role moved to another goroutine")
+
+// execInline runs t on the reader goroutine.
+func (c *conn) execInline(t *task) error {
+	c.inlineSeq++
+	tok := c.inlineSeq
+	c.inline.Store(tok)
+	c.inlineTimer.Reset(inlineBudget)
+	c.exec(t)
+	if !c.inline.CompareAndSwap(tok, 0) {
+		return errReaderMoved
+	}
+	c.inlineTimer.Stop()
+	return nil
+}
+
+// handOffReader runs when a command run inline outlasts inlineBudget: a new
+// goroutine takes over the reader role. A token compare-and-swap decides
+// between it and the end of the command, so the role never has two
+// holders.
+func (c *conn) handOffReader() {
+	tok := c.inline.Load()
+	if tok == 0 || tok == readerMoved || !c.inline.CompareAndSwap(tok, readerMoved) {
+		return
+	}
+	go c.readRole()
 }
 
 // worker runs commands until the connection has no task left.

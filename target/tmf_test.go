@@ -263,3 +263,46 @@ func waitAborted(t *testing.T, ts *testServer) {
 	}
 	t.Fatal("no task was aborted within 10s")
 }
+
+// A command that the reader runs itself (the only one in flight) and that
+// waits in the device longer than inlineBudget does not stop the
+// connection: the reader role moves to a new goroutine, which answers a
+// NOP-Out and runs the next command while the first still waits.
+func TestSlowInlineCommandDoesNotBlockReading(t *testing.T) {
+	ts := newTestServer(t)
+	i := ts.loggedIn(t, nil)
+	clearUA(t, i)
+	started, release := blockWrites(ts, 90*512)
+	witt, _ := sendWrite(t, i, 90, 4)
+	<-started
+	var h pdu.Header
+	h.SetOpcode(pdu.OpNOPOut, true)
+	h.SetFlags(pdu.FlagFinal)
+	h.SetITT(i.nextITT())
+	h.SetTTT(pdu.ReservedTag)
+	h.PutU32(24, i.cmdSN)
+	if err := i.send(&h, []byte("still-there")); err != nil {
+		t.Fatal(err)
+	}
+	rh, data := i.mustRecv()
+	if rh.Opcode() != pdu.OpNOPIn || string(data) != "still-there" {
+		t.Fatalf("got %v %q while the write waits, want the NOP-In", rh.Opcode(), data)
+	}
+	// Another command runs while the first is still in the device.
+	r, err := i.command(0, []byte{0, 0, 0, 0, 0, 0}, 0, nil, false)
+	if err != nil || r.status != 0 {
+		t.Fatalf("TEST UNIT READY during the slow write: %v status %d", err, r.status)
+	}
+	close(release)
+	ts.faulty.SetFault(nil)
+	rh, _ = i.mustRecv()
+	if rh.Opcode() != pdu.OpSCSIResp || rh.ITT() != witt || rh[3] != 0 {
+		t.Fatalf("slow write: got %v ITT %#x status %d", rh.Opcode(), rh.ITT(), rh[3])
+	}
+	// And the connection goes on as before, with commands run inline again.
+	for k := 0; k < 20; k++ {
+		if r, err := i.command(0, write10(uint32(100+k), 1), 512, pattern(512, byte(k)), false); err != nil || r.status != 0 {
+			t.Fatalf("write %d after the hand-off: %v status %d", k, err, r.status)
+		}
+	}
+}
