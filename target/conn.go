@@ -74,12 +74,15 @@ type conn struct {
 	// Inline execution (startExec): the reader runs a command itself when
 	// it is the only one in flight. inline holds the token of the command
 	// being run that way (0: none; readerMoved: the role was handed off);
-	// inlineSeq, owned by the reader, numbers the tokens; inlineTimer
-	// hands the reader role to a new goroutine when the command outlasts
-	// inlineBudget.
+	// inlineSeq, owned by the reader, numbers the tokens. inlineTimer
+	// ticks every inlineBudget while inline execution goes on (inlineArmed)
+	// and hands the reader role to a new goroutine when it sees the same
+	// token twice (inlineSeen): a command that outlasted a whole tick.
 	inline      atomic.Uint64
 	inlineSeq   uint64
 	inlineTimer *time.Timer
+	inlineArmed atomic.Bool
+	inlineSeen  atomic.Uint64
 	stopCtx     func() bool // stops closing nc when ctx ends
 
 	closeOnce sync.Once
@@ -151,7 +154,7 @@ func (c *conn) loginPhase() (ok bool) {
 	// Window plus as many immediate commands: everything that can be in
 	// flight at once.
 	c.execq = make(chan *task, 2*c.srv.opts.QueueDepth)
-	c.inlineTimer = time.AfterFunc(time.Hour, c.handOffReader)
+	c.inlineTimer = time.AfterFunc(time.Hour, c.inlineTick)
 	c.inlineTimer.Stop()
 	c.writerWG.Add(1)
 	go c.writer()
@@ -167,7 +170,7 @@ func (c *conn) loginPhase() (ok bool) {
 // readRole reads the connection's PDUs until it ends, then aborts its
 // tasks, waits for them and releases it. Exactly one goroutine holds the
 // reader role at a time. When a command run inline by the reader outlasts
-// inlineBudget, handOffReader starts readRole on a new goroutine, and the
+// inlineBudget, inlineTick starts readRole on a new goroutine, and the
 // old one returns from here as soon as its command is done, touching no
 // reader state.
 func (c *conn) readRole() {

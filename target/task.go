@@ -368,11 +368,12 @@ func (c *conn) startExec(t *task) error {
 	return nil
 }
 
-// inlineBudget is how long a command run by the reader may take before the
-// reader role moves to a new goroutine, so that task management, NOP-Out
-// and new commands are read while the command waits on a slow device. A 4
-// KiB I/O on an SSD takes well under it; a 1 MiB one about as long.
-const inlineBudget = 2 * time.Millisecond
+// inlineBudget bounds how long a command run by the reader may take before
+// the reader role moves to a new goroutine (between one and two budgets),
+// so that task management, NOP-Out and new commands are read while the
+// command waits on a slow device. A 4 KiB I/O on an SSD takes a small
+// fraction of it.
+const inlineBudget = time.Millisecond
 
 // readerMoved is the value of conn.inline once the reader role has moved.
 const readerMoved = ^uint64(0)
@@ -381,30 +382,47 @@ const readerMoved = ^uint64(0)
 // one ran a command inline.
 var errReaderMoved = errors.New("reader role moved to another goroutine")
 
-// execInline runs t on the reader goroutine.
+// execInline runs t on the reader goroutine. It costs two atomic stores
+// per command: the watchdog timer is not reset per command (resetting a
+// timer can interrupt the network poller, a system call), it ticks while
+// inline execution goes on.
 func (c *conn) execInline(t *task) error {
 	c.inlineSeq++
 	tok := c.inlineSeq
 	c.inline.Store(tok)
-	c.inlineTimer.Reset(inlineBudget)
+	if c.inlineArmed.CompareAndSwap(false, true) {
+		c.inlineTimer.Reset(inlineBudget)
+	}
 	c.exec(t)
 	if !c.inline.CompareAndSwap(tok, 0) {
 		return errReaderMoved
 	}
-	c.inlineTimer.Stop()
 	return nil
 }
 
-// handOffReader runs when a command run inline outlasts inlineBudget: a new
-// goroutine takes over the reader role. A token compare-and-swap decides
-// between it and the end of the command, so the role never has two
-// holders.
-func (c *conn) handOffReader() {
+// inlineTick runs every inlineBudget while the reader runs commands
+// inline. A command it finds running on two ticks in a row has outlasted
+// the budget: a new goroutine takes over the reader role. A token
+// compare-and-swap decides between it and the end of the command, so the
+// role never has two holders. When no command is running, the ticks stop
+// until execInline arms them again.
+func (c *conn) inlineTick() {
 	tok := c.inline.Load()
-	if tok == 0 || tok == readerMoved || !c.inline.CompareAndSwap(tok, readerMoved) {
-		return
+	if tok != 0 && tok != readerMoved && tok == c.inlineSeen.Load() {
+		if c.inline.CompareAndSwap(tok, readerMoved) {
+			go c.readRole()
+		}
+		tok = 0
 	}
-	go c.readRole()
+	c.inlineSeen.Store(tok)
+	if tok == 0 || tok == readerMoved {
+		c.inlineArmed.Store(false)
+		// A command that started just now armed nothing: look again.
+		if t := c.inline.Load(); t == 0 || t == readerMoved || !c.inlineArmed.CompareAndSwap(false, true) {
+			return
+		}
+	}
+	c.inlineTimer.Reset(inlineBudget)
 }
 
 // worker runs commands until the connection has no task left.
