@@ -168,7 +168,8 @@ func (v *validator) checkEncryption(l *LUN, path, full string, info fs.FileInfo)
 }
 
 // maxKeyFile bounds an encryption key file, as cryptsetup's default
-// --keyfile-size limit (8 MiB) does.
+// --keyfile-size limit (8 MiB) does; crypt.MaxKeyFile, which hastord and
+// hastorctl read key files with, is the same.
 const maxKeyFile = 8 << 20
 
 func checkKeyFileInfo(p string, info fs.FileInfo) string {

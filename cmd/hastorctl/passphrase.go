@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
-)
 
-// maxKeyFile bounds a key file, as cryptsetup's default --keyfile-size
-// limit does.
-const maxKeyFile = 8 << 20
+	"hastor/crypt"
+)
 
 func newStdio() stdio {
 	s := stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}
@@ -99,27 +96,13 @@ func passphrase(st stdio, keyFile, prompt string, confirm bool) ([]byte, error) 
 }
 
 func readKeyFile(st stdio, path string) ([]byte, error) {
-	var r io.Reader = st.in
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("key file: %w", err)
-		}
-		defer f.Close()
-		r = f
+	if path == "-" {
+		return crypt.ReadPassphrase(st.in, "(standard input)")
 	}
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(r, maxKeyFile+1)); err != nil {
-		clear(buf.Bytes())
-		return nil, fmt.Errorf("key file %s: %w", path, err)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("key file: %w", err)
 	}
-	p := buf.Bytes()
-	switch {
-	case len(p) > maxKeyFile:
-		clear(p)
-		return nil, fmt.Errorf("key file %s: larger than %d bytes", path, maxKeyFile)
-	case len(p) == 0:
-		return nil, fmt.Errorf("key file %s: empty", path)
-	}
-	return p, nil
+	defer f.Close()
+	return crypt.ReadPassphrase(f, path)
 }

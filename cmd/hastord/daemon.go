@@ -110,19 +110,13 @@ func (d *daemon) unlockFromKeyFiles() {
 	}
 }
 
-// maxKeyFile bounds a key file (cryptsetup's default --keyfile-size limit).
-const maxKeyFile = 8 << 20
-
 func readKeyFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	if len(b) == 0 || len(b) > maxKeyFile {
-		clear(b)
-		return nil, fmt.Errorf("%s: must hold 1 to %d bytes", path, maxKeyFile)
-	}
-	return b, nil
+	defer f.Close()
+	return crypt.ReadPassphrase(f, path)
 }
 
 // unlock gives an encrypted LUN its key and tells initiators it is ready.
