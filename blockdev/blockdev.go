@@ -111,6 +111,15 @@ func aligned(p []byte) bool {
 	return uintptr(unsafe.Pointer(unsafe.SliceData(p)))&(Align-1) == 0
 }
 
+// CheckIO validates a transfer of p at off against the rules of Device for
+// a device of size bytes and blockSize-byte blocks (a power of two), and
+// returns the error (wrapping ErrOutOfRange or ErrAlignment) a Device
+// returns for it, or nil. Devices that wrap others use it to check against
+// their own bounds. It allocates only when it fails.
+func CheckIO(p []byte, off, size int64, blockSize int) error {
+	return checkIO(p, off, size, int64(blockSize-1))
+}
+
 // checkIO validates one data transfer against a device of the given size
 // and block-size mask (block size - 1). It allocates only when it fails.
 func checkIO(p []byte, off, size int64, bmask int64) error {

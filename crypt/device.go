@@ -136,9 +136,14 @@ func (d *Device) Layout() Layout { return d.lay }
 // Size returns the data area's size in bytes.
 func (d *Device) Size() int64 { return d.size }
 
-// acquire takes mu shared and returns the key, or an error with mu
-// released.
-func (d *Device) acquire() (*Key, error) {
+// begin validates a transfer of p at data-area offset off (the inner
+// device checks only its own bounds, which would let an I/O reach into the
+// header), then takes mu shared and returns the key; on error mu is not
+// held and nothing was done to p.
+func (d *Device) begin(p []byte, off int64) (*Key, error) {
+	if err := blockdev.CheckIO(p, off, d.size, d.bs); err != nil {
+		return nil, err
+	}
 	d.mu.RLock()
 	switch {
 	case d.closed:
@@ -151,25 +156,9 @@ func (d *Device) acquire() (*Key, error) {
 	return d.key, nil
 }
 
-// check validates a transfer against the data area: inner devices check
-// their own bounds, which would let an I/O reach into the header.
-func (d *Device) check(p []byte, off int64) error {
-	n := int64(len(p))
-	if off < 0 || off > d.size-n {
-		return fmt.Errorf("%w: offset %d length %d, data area size %d", blockdev.ErrOutOfRange, off, n, d.size)
-	}
-	if off%int64(d.bs) != 0 || n%int64(d.bs) != 0 {
-		return fmt.Errorf("%w: offset %d length %d not multiples of block size %d", blockdev.ErrAlignment, off, n, d.bs)
-	}
-	return nil
-}
-
 // ReadAt reads and decrypts len(p) bytes at data-area offset off.
 func (d *Device) ReadAt(p []byte, off int64) (int, error) {
-	if err := d.check(p, off); err != nil {
-		return 0, err
-	}
-	k, err := d.acquire()
+	k, err := d.begin(p, off)
 	if err != nil {
 		return 0, err
 	}
@@ -194,10 +183,7 @@ func (d *Device) WriteAtFUA(p []byte, off int64) (int, error) {
 }
 
 func (d *Device) write(p []byte, off int64, fua bool) (int, error) {
-	if err := d.check(p, off); err != nil {
-		return 0, err
-	}
-	k, err := d.acquire()
+	k, err := d.begin(p, off)
 	if err != nil {
 		return 0, err
 	}
