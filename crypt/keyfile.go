@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // MaxKeyFile bounds a key file, as cryptsetup's default --keyfile-size
@@ -33,4 +34,14 @@ func ReadPassphrase(r io.Reader, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s is empty", ErrKeyFile, name)
 	}
 	return p, nil
+}
+
+// ReadKeyFile reads the passphrase held in the key file at path.
+func ReadKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("key file: %w", err)
+	}
+	defer f.Close()
+	return ReadPassphrase(f, path)
 }

@@ -99,10 +99,5 @@ func readKeyFile(st stdio, path string) ([]byte, error) {
 	if path == "-" {
 		return crypt.ReadPassphrase(st.in, "(standard input)")
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
-	}
-	defer f.Close()
-	return crypt.ReadPassphrase(f, path)
+	return crypt.ReadKeyFile(path)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"sort"
 	"strings"
 
@@ -95,7 +94,7 @@ func (d *daemon) unlockFromKeyFiles() {
 			continue
 		}
 		kf := l.cfg.Encryption.KeyFile
-		pass, err := readKeyFile(kf)
+		pass, err := crypt.ReadKeyFile(kf)
 		if err != nil {
 			l.log.Error("encrypted LUN stays locked: cannot read its key file", "key_file", kf, "err", err)
 			continue
@@ -108,15 +107,6 @@ func (d *daemon) unlockFromKeyFiles() {
 		}
 		l.log.Info("encrypted LUN unlocked from its key file", "keyslot", slot)
 	}
-}
-
-func readKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return crypt.ReadPassphrase(f, path)
 }
 
 // unlock gives an encrypted LUN its key and tells initiators it is ready.
