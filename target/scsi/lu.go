@@ -404,8 +404,26 @@ func (lu *LU) unregister(n *Nexus) bool {
 // (SPC-4 "TEST UNIT READY"), and REQUEST SENSE reports that condition;
 // INQUIRY, REPORT LUNS, MODE SENSE and the other commands work as usual.
 // Once the device becomes ready its owner calls LU.MediumReady.
+//
+// A Ready error that wraps ErrStandby reports the ALUA standby state
+// instead (a replicated LUN on its secondary node): NOT READY, LOGICAL UNIT
+// NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE (SPC-4 "Asymmetric logical
+// unit access"), which multipath initiators treat as a path to use later,
+// not as a lost device.
 type Medium interface {
 	Ready() error
+}
+
+// ErrStandby is the error a Medium's Ready wraps while its LU is in the
+// ALUA standby state.
+var ErrStandby = errors.New("logical unit in standby state")
+
+// mediumSense returns the sense for a Medium that is not ready.
+func mediumSense(err error) senseErr {
+	if errors.Is(err, ErrStandby) {
+		return errStandby
+	}
+	return errNeedsUnlock
 }
 
 // MediumReady tells the LU that its Medium has become ready: every attached
@@ -548,8 +566,10 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 	if lu.reservationConflict(n, cmd) {
 		return Response{Status: StatusReservationConflict}
 	}
-	if lu.medium != nil && cmd.kind.needsMedium() && lu.medium.Ready() != nil {
-		return lu.fail(errNeedsUnlock)
+	if lu.medium != nil && cmd.kind.needsMedium() {
+		if err := lu.medium.Ready(); err != nil {
+			return lu.fail(mediumSense(err))
+		}
 	}
 	switch cmd.kind {
 	case kTestUnitReady, kPreventAllow, kStartStopUnit:

@@ -3,6 +3,7 @@ package scsi
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -98,4 +99,26 @@ func TestWriteVerifyOnClobberingDevice(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatal("read back differs from written data")
 	}
+}
+
+// standbyDev reports the ALUA standby state, as a replicated LUN on its
+// secondary node does.
+type standbyDev struct{ *blockdev.Mem }
+
+func (d *standbyDev) Ready() error { return fmt.Errorf("secondary: %w", ErrStandby) }
+
+// TestMediumStandby checks SPC-4 "Asymmetric logical unit access": a LUN in
+// the standby state refuses medium access with NOT READY, LOGICAL UNIT NOT
+// ACCESSIBLE, TARGET PORT IN STANDBY STATE (04h/0Bh), not a PDL-type sense,
+// and REQUEST SENSE reports it; INQUIRY still works.
+func TestMediumStandby(t *testing.T) {
+	lu := newTestLU(t, withDev(&standbyDev{blockdev.NewMem(1<<20, 512)}))
+	n := &Nexus{InitiatorName: "iqn.2024-01.test:init", ISID: [6]byte{0x80, 0, 0, 0, 0xEE, 2},
+		TargetName: "iqn.2024-01.test:tgt", RelativeTargetPort: 1, TPGT: 1}
+	lu.Attach(n)
+	expectSense(t, run(t, lu, n, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascPowerOnResetOccurred)
+	expectSense(t, run(t, lu, n, cdb6(opTestUnitReady), nil), SenseNotReady, ascLUNotAccessStandby)
+	expectSense(t, run(t, lu, n, cdbRW(opRead10, 0, 1, 0), nil), SenseNotReady, ascLUNotAccessStandby)
+	expectSense(t, run(t, lu, n, cdbRW(opWrite10, 0, 1, 0), pattern(512, 1)), SenseNotReady, ascLUNotAccessStandby)
+	expectGood(t, run(t, lu, n, cdb6(opInquiry, 0, 0, 0, 96), nil))
 }

@@ -19,8 +19,10 @@ func (lu *LU) execRequestSense(it *itl, cmd *Command, data []byte) Response {
 		}
 		fallthrough
 	default:
-		if lu.medium != nil && lu.medium.Ready() != nil {
-			e = errNeedsUnlock
+		if lu.medium != nil {
+			if err := lu.medium.Ready(); err != nil {
+				e = mediumSense(err)
+			}
 		}
 	}
 	var b [SenseMax]byte

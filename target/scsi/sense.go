@@ -45,6 +45,7 @@ const (
 	ascNone                  ascCode = 0x0000 // NO ADDITIONAL SENSE INFORMATION
 	ascLUNotReady            ascCode = 0x0400 // LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE
 	ascLUNotReadyManual      ascCode = 0x0403 // LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED
+	ascLUNotAccessStandby    ascCode = 0x040B // LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE
 	ascWriteError            ascCode = 0x0C00 // WRITE ERROR
 	ascInvalidFieldInCmdIU   ascCode = 0x0E03 // INVALID FIELD IN COMMAND INFORMATION UNIT
 	ascUnrecoveredReadError  ascCode = 0x1100 // UNRECOVERED READ ERROR
@@ -125,6 +126,7 @@ var (
 	errInternal       = senseErr{key: SenseHardwareError, asc: ascInternalTargetFailure}
 	errNotReady       = senseErr{key: SenseNotReady, asc: ascLUNotReady}
 	errNeedsUnlock    = senseErr{key: SenseNotReady, asc: ascLUNotReadyManual}
+	errStandby        = senseErr{key: SenseNotReady, asc: ascLUNotAccessStandby}
 	errReadError      = senseErr{key: SenseMediumError, asc: ascUnrecoveredReadError}
 	errWriteError     = senseErr{key: SenseMediumError, asc: ascWriteError}
 )
