@@ -113,8 +113,15 @@ func (d *Device) Unlock(k *Key) error {
 }
 
 // Ready returns nil once the Device has its key, else ErrLocked (or
-// blockdev.ErrClosed). The scsi package reports NOT READY meanwhile.
+// blockdev.ErrClosed). The scsi package reports NOT READY meanwhile. When
+// the inner device can itself be not ready (a replicated device on its
+// secondary node), its state comes first.
 func (d *Device) Ready() error {
+	if m, ok := d.inner.(interface{ Ready() error }); ok {
+		if err := m.Ready(); err != nil {
+			return err
+		}
+	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	switch {

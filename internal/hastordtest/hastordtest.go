@@ -167,6 +167,8 @@ type Options struct {
 	Netns string
 	// StateDir, when set, is used instead of a fresh directory.
 	StateDir string
+	// Args are extra command-line arguments (e.g. --node NAME).
+	Args []string
 }
 
 // Start writes the configuration, starts hastord and waits until the
@@ -197,7 +199,7 @@ func Start(t testing.TB, opts Options) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{bin, "--config", cfgPath}
+	args := append([]string{bin, "--config", cfgPath}, opts.Args...)
 	if opts.Netns != "" {
 		args = append([]string{"ip", "netns", "exec", opts.Netns}, args...)
 	}

@@ -181,10 +181,17 @@ func Dial(ctx context.Context, addr string) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initiator: dial %s: %w", addr, err)
 	}
+	return New(nc), nil
+}
+
+// New returns a Session on a connection the caller dialled (for example
+// from inside another network namespace). Call Login next; the Session
+// owns nc.
+func New(nc net.Conn) *Session {
 	s := &Session{nc: nc, br: bufio.NewReaderSize(nc, 64<<10), done: make(chan struct{}), log: slog.New(slog.DiscardHandler)}
 	s.mu.tasks = map[uint32]*task{}
 	s.mu.window = make(chan struct{})
-	return s, nil
+	return s
 }
 
 // Params returns the negotiated parameters (valid after Login).

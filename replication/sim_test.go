@@ -1,0 +1,497 @@
+package replication
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"hastor/replication/genid"
+	"hastor/replication/meta"
+)
+
+// simNode is one node of a simulated two-node resource: a machine, its
+// disk as a byte slice, and its inbox of messages from the peer.
+type simNode struct {
+	name  string
+	m     *Machine
+	disk  []byte
+	inbox []Out
+	done  map[ReqID]error
+	// app holds the data of application writes by ID until issued.
+	app map[ReqID][]byte
+	// holdIO queues local I/O of the machine's own operations in heldIO
+	// instead of doing it.
+	holdIO bool
+	heldIO []LocalIO
+}
+
+// sim runs two machines deterministically: every action is carried out at
+// once, messages are delivered in order, and the link can be cut.
+type sim struct {
+	t       *testing.T
+	n       [2]*simNode
+	up      bool
+	hold    bool // messages stay in the inboxes
+	session uint64
+	nextReq ReqID
+}
+
+const simSize = 64 << 20
+
+func newSim(t *testing.T, proto Protocol) *sim {
+	s := &sim{t: t}
+	for i := range s.n {
+		cfg := MachineConfig{Protocol: proto, DataSize: simSize, Tiebreak: i == 0, ResyncChunk: 64 << 10, ResyncWindow: 4}
+		bm := meta.NewBitmap(simSize / meta.BlockSize)
+		al := meta.NewActivityLog(61, 1)
+		s.n[i] = &simNode{name: string(rune('a' + i)), m: NewMachine(cfg, meta.Superblock{}, bm, al),
+			disk: make([]byte, simSize), done: map[ReqID]error{}, app: map[ReqID][]byte{}}
+	}
+	s.run()
+	return s
+}
+
+// run carries out actions until both machines are quiet.
+func (s *sim) run() {
+	for range 100000 {
+		busy := false
+		for i, n := range s.n {
+			peer := s.n[1-i]
+			if n.m.HasReady() {
+				busy = true
+				s.apply(n, peer, n.m.Ready())
+			}
+			if s.up && !s.hold && len(n.inbox) > 0 {
+				busy = true
+				o := n.inbox[0]
+				n.inbox = n.inbox[1:]
+				msg, err := decodeMsg(o.Msg.Type, o.Msg.encode(nil))
+				if err != nil {
+					s.t.Fatal(err)
+				}
+				n.m.Receive(msg, o.Data)
+			}
+		}
+		if !busy {
+			return
+		}
+	}
+	s.t.Fatal("simulation does not settle")
+}
+
+func (s *sim) apply(n, peer *simNode, rd Ready) {
+	for _, o := range rd.Sends {
+		if o.Data != nil {
+			o.Data = bytes.Clone(o.Data)
+		}
+		if s.up {
+			peer.inbox = append(peer.inbox, o)
+		}
+	}
+	if rd.PersistSB != nil {
+		n.m.SuperblockDone(nil)
+	}
+	if rd.CommitAL != nil {
+		n.m.ALDone(nil)
+	}
+	if rd.FlushBitmap {
+		n.m.BitmapDone(nil)
+	}
+	for _, io := range rd.Local {
+		if n.holdIO {
+			n.heldIO = append(n.heldIO, io)
+			continue
+		}
+		s.doIO(n, io)
+	}
+	for _, id := range rd.Issue {
+		if d, ok := n.app[id]; ok {
+			off := int64(binaryOff(d))
+			copy(n.disk[off:], d[8:])
+		}
+		n.m.LocalDone(id, nil)
+	}
+	for _, c := range rd.Complete {
+		n.done[c.ID] = c.Err
+	}
+	if rd.CloseSession != nil && s.up {
+		s.t.Logf("%s closes the session: %v", n.name, rd.CloseSession)
+		s.cut()
+	}
+}
+
+// releaseIO does the held local I/O of node n.
+func (s *sim) releaseIO(n *simNode) {
+	n.holdIO = false
+	for len(n.heldIO) > 0 {
+		io := n.heldIO[0]
+		n.heldIO = n.heldIO[1:]
+		s.doIO(n, io)
+	}
+	s.run()
+}
+
+func (s *sim) doIO(n *simNode, io LocalIO) {
+	{
+		switch io.Kind {
+		case IOWrite, IOWriteFUA:
+			copy(n.disk[io.Off:], io.Data)
+			n.m.IODone(io.ID, nil, nil, false, nil)
+		case IOZero:
+			clear(n.disk[io.Off : io.Off+io.Len])
+			n.m.IODone(io.ID, nil, nil, false, nil)
+		case IOFlush:
+			n.m.IODone(io.ID, nil, nil, false, nil)
+		case IORead:
+			d := bytes.Clone(n.disk[io.Off : io.Off+io.Len])
+			n.m.IODone(io.ID, nil, d, !bytes.ContainsFunc(d, func(r rune) bool { return r != 0 }), nil)
+		case IOReadDigest:
+			sum := sha256.Sum256(n.disk[io.Off : io.Off+io.Len])
+			n.m.IODone(io.ID, nil, nil, false, sum[:])
+		}
+	}
+}
+
+func binaryOff(d []byte) uint64 {
+	var off uint64
+	for i := range 8 {
+		off |= uint64(d[i]) << (8 * i)
+	}
+	return off
+}
+
+func (s *sim) connect() {
+	s.session++
+	s.up = true
+	for _, n := range s.n {
+		n.inbox = nil
+		n.m.PeerUp(s.session)
+	}
+	s.run()
+}
+
+func (s *sim) cut() {
+	s.up = false
+	for _, n := range s.n {
+		n.inbox = nil
+		n.m.PeerDown(s.session, fmt.Errorf("cut"))
+	}
+}
+
+// write submits an application write of n bytes of pattern v at off on
+// node i and runs the simulation; it returns the completion error.
+func (s *sim) write(i int, off, n int64, v byte) error {
+	id := s.submit(i, off, n, v, false)
+	nd := s.n[i]
+	err, ok := nd.done[id]
+	if !ok {
+		s.t.Fatalf("write %d on %s did not complete", id, nd.name)
+	}
+	return err
+}
+
+// submit submits a write, runs the simulation and returns its ID.
+func (s *sim) submit(i int, off, n int64, v byte, fua bool) ReqID {
+	s.nextReq++
+	id := s.nextReq
+	nd := s.n[i]
+	d := make([]byte, 8+n)
+	for k := range 8 {
+		d[k] = byte(uint64(off) >> (8 * k))
+	}
+	for k := range n {
+		d[8+k] = v
+	}
+	nd.app[id] = d
+	nd.m.Submit(id, off, n, fua, d[8:])
+	s.run()
+	return id
+}
+
+func (s *sim) same() bool { return bytes.Equal(s.n[0].disk, s.n[1].disk) }
+
+func (s *sim) status(i int) Status { return s.n[i].m.Status() }
+
+func TestSimFirstFullSync(t *testing.T) {
+	s := newSim(t, ProtocolC)
+	for i := range s.n {
+		s.n[i].m.Connect(false)
+	}
+	if err := s.n[0].m.Promote(false); err == nil {
+		t.Fatal("promoting an Inconsistent node without --force worked")
+	}
+	if err := s.n[0].m.Promote(true); err != nil {
+		t.Fatal(err)
+	}
+	s.run()
+	for k := range 100 {
+		if err := s.write(0, int64(k)*4096*37%simSize, 4096, byte(k+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.connect()
+	st := s.status(0)
+	if st.Conn != Established || st.PeerDisk != DiskUpToDate || s.status(1).Disk != DiskUpToDate {
+		t.Fatalf("after full sync: %+v / %+v", st, s.status(1))
+	}
+	if !s.same() {
+		t.Fatal("disks differ after the full sync")
+	}
+	if st.OutOfSync != 0 || s.status(1).OutOfSync != 0 {
+		t.Fatalf("out of sync after full sync: %d %d", st.OutOfSync, s.status(1).OutOfSync)
+	}
+	// Replicated writes.
+	for k := range 50 {
+		if err := s.write(0, int64(k)*8192, 8192, byte(200+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !s.same() {
+		for i := range s.n[0].disk {
+			if s.n[0].disk[i] != s.n[1].disk[i] {
+				t.Fatalf("disks differ after replicated writes at %d: %d vs %d; %+v", i, s.n[0].disk[i], s.n[1].disk[i], s.status(1))
+			}
+		}
+	}
+}
+
+func connected(t *testing.T, proto Protocol) *sim {
+	s := newSim(t, proto)
+	for i := range s.n {
+		s.n[i].m.Connect(false)
+	}
+	if err := s.n[0].m.Promote(true); err != nil {
+		t.Fatal(err)
+	}
+	s.run()
+	s.connect()
+	if s.status(0).Conn != Established {
+		t.Fatalf("not established: %+v", s.status(0))
+	}
+	return s
+}
+
+func TestSimBitmapResyncAfterDisconnect(t *testing.T) {
+	s := connected(t, ProtocolC)
+	s.write(0, 0, 4096, 1)
+	s.cut()
+	s.run()
+	before := s.status(0).Counters.ResyncBytes
+	var written int64
+	for k := range 40 {
+		if err := s.write(0, int64(k)*3*4096, 4096, byte(k+7)); err != nil {
+			t.Fatal(err)
+		}
+		written += 4096
+	}
+	if got := s.status(0).OutOfSync; got != uint64(written) {
+		t.Fatalf("out of sync %d, want %d", got, written)
+	}
+	s.connect()
+	if !s.same() {
+		t.Fatal("disks differ after the bitmap resync")
+	}
+	st := s.status(0)
+	if st.Counters.ResyncBytes-before != uint64(written) {
+		t.Fatalf("resynced %d bytes, want %d (only the changed blocks)", st.Counters.ResyncBytes-before, written)
+	}
+	if st.Conn != Established || st.OutOfSync != 0 {
+		t.Fatalf("after resync: %+v", st)
+	}
+}
+
+func TestSimSplitBrainDetected(t *testing.T) {
+	s := connected(t, ProtocolC)
+	s.cut()
+	s.run()
+	s.write(0, 0, 4096, 1)
+	if err := s.n[1].m.Promote(false); err != nil {
+		t.Fatal(err)
+	}
+	s.run()
+	if err := s.write(1, 8192, 4096, 2); err != nil {
+		t.Fatal(err)
+	}
+	s.connect()
+	for i := range s.n {
+		st := s.status(i)
+		if st.Conn != SplitBrain || st.Message == "" {
+			t.Fatalf("node %d: %+v", i, st)
+		}
+	}
+	if s.n[0].disk[0] != 1 || s.n[1].disk[8192] != 2 {
+		t.Fatal("split brain overwrote data")
+	}
+	// Resolve: node b discards its changes.
+	if err := s.n[1].m.Demote(); err != nil {
+		t.Fatal(err)
+	}
+	s.run()
+	if err := s.n[1].m.Connect(true); err != nil {
+		t.Fatal(err)
+	}
+	s.n[0].m.Connect(false)
+	s.connect()
+	if !s.same() || s.n[1].disk[0] != 1 || s.n[1].disk[8192] != 0 {
+		t.Fatalf("after discarding b: same=%v %+v", s.same(), s.status(1))
+	}
+}
+
+// TestSimRandom drives random writes, cuts and reconnects under each
+// protocol and checks after every reconnect that the disks are identical,
+// and that every acknowledged write is on the primary.
+func TestSimRandom(t *testing.T) {
+	for _, p := range []Protocol{ProtocolA, ProtocolB, ProtocolC} {
+		t.Run(p.String(), func(t *testing.T) {
+			s := connected(t, p)
+			rng := rand.New(rand.NewPCG(1, uint64(p)))
+			model := map[int64]byte{}
+			for step := range 2000 {
+				switch r := rng.IntN(100); {
+				case r < 3 && s.up:
+					s.cut()
+					s.run()
+				case r < 6 && !s.up:
+					s.connect()
+					if !s.same() {
+						t.Fatalf("step %d: disks differ after reconnect", step)
+					}
+				default:
+					blk := rng.Int64N(simSize / 4096 / 4)
+					v := byte(rng.IntN(255) + 1)
+					if err := s.write(0, blk*4096, 4096, v); err != nil {
+						t.Fatal(err)
+					}
+					model[blk] = v
+				}
+			}
+			for blk, v := range model {
+				if s.n[0].disk[blk*4096] != v {
+					t.Fatalf("block %d: %d, want %d", blk, s.n[0].disk[blk*4096], v)
+				}
+			}
+		})
+	}
+}
+
+var _ = genid.UUID(0)
+
+// TestSimProtocols checks when a write completes under each protocol
+// (DRBD User's Guide, "Replication modes"): A once local and queued, B once
+// the peer received it, C once it is on the peer's disk; a FUA write and a
+// flush wait for the peer's disk whatever the protocol.
+func TestSimProtocols(t *testing.T) {
+	for _, tc := range []struct {
+		p                Protocol
+		atQueued, atRecv bool
+	}{
+		{ProtocolA, true, true},
+		{ProtocolB, false, true},
+		{ProtocolC, false, false},
+	} {
+		t.Run(tc.p.String(), func(t *testing.T) {
+			s := connected(t, tc.p)
+			a, b := s.n[0], s.n[1]
+			s.hold = true
+			id := s.submit(0, 0, 4096, 9, false)
+			if _, ok := a.done[id]; ok != tc.atQueued {
+				t.Fatalf("completed with the message queued: %v, want %v", ok, tc.atQueued)
+			}
+			fua := s.submit(0, 8192, 4096, 9, true)
+			if _, ok := a.done[fua]; ok {
+				t.Fatal("FUA write completed before the peer's disk had it")
+			}
+			// Deliver to b but hold b's disk: the write is received, not
+			// written.
+			b.holdIO = true
+			s.hold = false
+			s.run()
+			if _, ok := a.done[id]; ok != tc.atRecv {
+				t.Fatalf("completed with the write received but not on the peer's disk: %v, want %v", ok, tc.atRecv)
+			}
+			if _, ok := a.done[fua]; ok {
+				t.Fatal("FUA write completed before the peer's disk had it")
+			}
+			s.releaseIO(b)
+			if _, ok := a.done[id]; !ok {
+				t.Fatal("not completed with the write on the peer's disk")
+			}
+			if _, ok := a.done[fua]; !ok {
+				t.Fatal("FUA write not completed with the write on the peer's disk")
+			}
+			// A flush waits for the peer's flush.
+			b.holdIO = true
+			s.nextReq++
+			fl := s.nextReq
+			a.m.SubmitFlush(fl)
+			s.run()
+			if _, ok := a.done[fl]; ok {
+				t.Fatal("flush completed before the peer flushed")
+			}
+			s.releaseIO(b)
+			if err, ok := a.done[fl]; !ok || err != nil {
+				t.Fatalf("flush: %v %v", ok, err)
+			}
+		})
+	}
+}
+
+// TestSimPeerLostMidWrite: a write whose peer vanished before answering
+// completes (degraded), and its blocks are marked out of sync and resynced
+// on reconnect.
+func TestSimPeerLostMidWrite(t *testing.T) {
+	s := connected(t, ProtocolC)
+	s.hold = true
+	id := s.submit(0, 4096*10, 4096, 5, false)
+	s.cut()
+	s.run()
+	if err, ok := s.n[0].done[id]; !ok || err != nil {
+		t.Fatalf("write after the peer was lost: %v %v", ok, err)
+	}
+	if got := s.status(0).OutOfSync; got != 4096 {
+		t.Fatalf("out of sync %d, want 4096", got)
+	}
+	s.hold = false
+	s.connect()
+	if !s.same() {
+		t.Fatal("disks differ after reconnect")
+	}
+}
+
+// TestSimInterruptedResyncResumes: a resync cut half way resumes where it
+// stopped instead of starting over.
+func TestSimInterruptedResyncResumes(t *testing.T) {
+	s := connected(t, ProtocolC)
+	s.cut()
+	s.run()
+	for k := range 64 {
+		s.write(0, int64(k)*64<<10, 64<<10, byte(k+1))
+	}
+	before := s.status(0).Counters.ResyncBytes
+	s.n[1].holdIO = true
+	s.connect()
+	// b holds its writes: release a few, then cut.
+	for range 8 {
+		io := s.n[1].heldIO[0]
+		s.n[1].heldIO = s.n[1].heldIO[1:]
+		s.doIO(s.n[1], io)
+		s.run()
+	}
+	s.cut()
+	s.releaseIO(s.n[1]) // the writes in flight finish; their acks are lost
+	if st := s.status(1); st.Disk != DiskInconsistent {
+		t.Fatalf("interrupted sync target is %v", st.Disk)
+	}
+	if err := s.n[1].m.Promote(false); err == nil {
+		t.Fatal("an Inconsistent sync target was promoted")
+	}
+	s.connect()
+	if !s.same() {
+		t.Fatal("disks differ after the resumed resync")
+	}
+	if got := s.status(0).Counters.ResyncBytes - before; got > 64*64<<10 {
+		t.Fatalf("resynced %d bytes in total, more than the %d written", got, 64*64<<10)
+	}
+}
