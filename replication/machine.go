@@ -65,6 +65,9 @@ const (
 	IOFlush
 	IOZero // discard, or write zeros
 	IOReadDigest
+	// IOBlockDigests reads the range and returns an 8-byte digest (the
+	// first bytes of SHA-256) of each 4 KiB block, for online verify.
+	IOBlockDigests
 )
 
 // LocalIO asks the driver to do I/O on the local disk for one of the
@@ -132,6 +135,8 @@ const (
 	opResyncWrite                // sync target writes a range received
 	opChecksumRead               // sync target reads a range to compare with the source's digest
 	opFinishTarget               // sync target flushes before it becomes UpToDate
+	opVerifyRead                 // verify source digests a range
+	opVerifyCheck                // verify target compares a range with the source's digests
 )
 
 // op is one operation in flight.
@@ -159,6 +164,7 @@ type op struct {
 	sentAt    time.Duration
 	peerID    uint64 // the ID the peer gave it (peer ops)
 	zero      bool
+	recheck   bool // a verify read checking a block a second time
 	digest    []byte
 	// waitFor: peer ops that must finish first (overlap or barrier).
 	waitFor int
@@ -221,6 +227,7 @@ type Machine struct {
 	peerQ []*op
 
 	rs resync
+	vs verify
 
 	stats Counters
 	out   Ready
@@ -233,6 +240,17 @@ type Machine struct {
 type Counters struct {
 	Sent, Received, DiskWrite, DiskRead uint64
 	ResyncBytes                         uint64
+}
+
+// verify is the state of a running online verify on its source.
+type verify struct {
+	active   bool
+	pos      meta.Block
+	inflight int
+	done     uint64 // bytes compared
+	total    uint64
+	found    uint64 // bytes found out of sync (twice)
+	started  time.Duration
 }
 
 // resync is the state of a running resync on the source or target.
@@ -251,7 +269,10 @@ type resync struct {
 	startGate uint64
 	sinceBM   int
 	finishing bool
-	started   time.Duration // machine time when it started
+	// repair: a resync of the blocks an online verify found, inside the
+	// session, with no generation change.
+	repair  bool
+	started time.Duration // machine time when it started
 }
 
 // NewMachine returns the machine of a resource whose metadata was just
@@ -524,7 +545,7 @@ func (m *Machine) blockedBy(o *op, idx int) bool {
 		if x == o || x.kind == opFlush || x.kind == opPeerWrite || x.kind == opPeerFlush {
 			continue
 		}
-		if (x.issued && !x.localDone || x.kind == opResyncRead) && overlaps(x, o) {
+		if (x.issued && !x.localDone || x.kind == opResyncRead || x.kind == opVerifyRead) && overlaps(x, o) {
 			return true
 		}
 	}
@@ -544,6 +565,7 @@ func (m *Machine) progress() {
 	m.issueWaiting()
 	m.issuePeerOps()
 	m.resyncStep()
+	m.verifyStep()
 	for _, o := range m.ops {
 		m.tryFinish(o)
 	}

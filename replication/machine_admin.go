@@ -168,11 +168,15 @@ type Status struct {
 	ResyncDone     uint64
 	ResyncTotal    uint64
 	// ResyncElapsed is how long the resync has been running (by Tick).
-	ResyncElapsed       time.Duration
-	Message             string
-	Pending, Unacked    int
-	Counters            Counters
-	Promoting, Demoting bool
+	ResyncElapsed time.Duration
+	// Verify: an online verify started here is running.
+	Verify                               bool
+	VerifyDone, VerifyTotal, VerifyFound uint64
+	VerifyElapsed                        time.Duration
+	Message                              string
+	Pending, Unacked                     int
+	Counters                             Counters
+	Promoting, Demoting                  bool
 }
 
 // Status returns a snapshot of the state.
@@ -186,6 +190,10 @@ func (m *Machine) Status() Status {
 		st.Resync, st.ResyncSource, st.ResyncFull = true, m.rs.source, m.rs.full
 		st.ResyncDone, st.ResyncTotal = m.rs.done, m.rs.total
 		st.ResyncElapsed = m.now - m.rs.started
+	}
+	if m.vs.active {
+		st.Verify, st.VerifyDone, st.VerifyTotal, st.VerifyFound = true, m.vs.done, m.vs.total, m.vs.found
+		st.VerifyElapsed = m.now - m.vs.started
 	}
 	for _, o := range m.ops {
 		if o.sent && !o.peerDone {

@@ -66,6 +66,19 @@ func (m *Machine) Receive(msg Msg, data []byte) (kept bool) {
 		m.peerBitmapDone(msg)
 	case MsgResyncDone:
 		m.queuePeer(&op{kind: opFinishTarget, peerID: msg.ID, digest: encodeSet(msg.UUIDs)})
+	case MsgVerifyReq:
+		if msg.Len%meta.BlockSize != 0 || msg.Len/meta.BlockSize > 32 || int64(len(data)) != msg.Len/meta.BlockSize*8 {
+			m.closeSession(fmt.Errorf("%w: verify request %d+%d with %d digest bytes", ErrBadMessage, msg.Off, msg.Len, len(data)))
+			return false
+		}
+		m.queuePeer(&op{kind: opVerifyCheck, peerID: msg.ID, off: msg.Off, n: msg.Len, digest: bytes.Clone(data)})
+	case MsgVerifyReply:
+		m.verifyReply(msg)
+	case MsgMarkOOS:
+		first, end := meta.BlockRange(msg.Off, msg.Len)
+		m.bm.SetRange(first, end)
+	case MsgVerifyDone:
+		m.verifyDone(msg)
 	default:
 		// Verify and remote reads are not implemented yet: refuse
 		// rather than misbehave.
@@ -277,6 +290,8 @@ func (m *Machine) issuePeerOps() {
 			m.out.Local = append(m.out.Local, LocalIO{ID: o.id, Kind: k, Off: o.off, Len: o.n, Data: o.data})
 		case opChecksumRead:
 			m.out.Local = append(m.out.Local, LocalIO{ID: o.id, Kind: IOReadDigest, Off: o.off, Len: o.n})
+		case opVerifyCheck:
+			m.out.Local = append(m.out.Local, LocalIO{ID: o.id, Kind: IOBlockDigests, Off: o.off, Len: o.n})
 		case opPeerFlush, opFinishTarget:
 			m.out.Local = append(m.out.Local, LocalIO{ID: o.id, Kind: IOFlush})
 		}
@@ -313,8 +328,10 @@ func (m *Machine) IODone(id ReqID, err error, data []byte, zero bool, digest []b
 	switch o.kind {
 	case opResyncRead:
 		m.resyncReadDone(o, err, data, zero, digest)
-	case opPeerWrite, opPeerFlush, opResyncWrite, opChecksumRead, opFinishTarget:
+	case opPeerWrite, opPeerFlush, opResyncWrite, opChecksumRead, opFinishTarget, opVerifyCheck:
 		m.peerOpDone(o, err, digest)
+	case opVerifyRead:
+		m.verifyReadDone(o, err, digest)
 	}
 	m.progress()
 }
@@ -359,6 +376,14 @@ func (m *Machine) peerOpDone(o *op, err error, digest []byte) {
 		} else {
 			m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgChecksumMiss, ID: o.peerID, Off: o.off, Len: o.n}})
 		}
+	case opVerifyCheck:
+		var mask uint32
+		for i := 0; i < int(o.n/meta.BlockSize); i++ {
+			if err != nil || len(digest) < 8*(i+1) || !bytes.Equal(digest[8*i:8*i+8], o.digest[8*i:8*i+8]) {
+				mask |= 1 << i
+			}
+		}
+		m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgVerifyReply, ID: o.peerID, Off: o.off, Len: o.n, Flags: mask}})
 	case opFinishTarget:
 		if err != nil {
 			m.closeSession(fmt.Errorf("flush at the end of the resync failed: %w", err))
@@ -398,7 +423,7 @@ func (m *Machine) resyncStep() {
 	if !rs.active || !rs.source || !m.sessionUp || rs.finishing {
 		return
 	}
-	if !rs.sentBM {
+	if !rs.sentBM && !rs.repair {
 		if m.sbDurable < rs.startGate {
 			return
 		}
@@ -502,7 +527,9 @@ func (m *Machine) resyncAck(msg Msg) {
 
 func (m *Machine) finishSource() {
 	m.rs.finishing = true
-	m.setUUIDs(m.uuids().FinishSyncSource())
+	if !m.rs.repair {
+		m.setUUIDs(m.uuids().FinishSyncSource())
+	}
 	m.sb.Flags &^= meta.FlagResyncInProgress | meta.FlagCrashedPrimary
 	m.sb.ResyncPos = 0
 	m.persistSB()
