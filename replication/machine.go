@@ -135,6 +135,8 @@ const (
 	opResyncWrite                // sync target writes a range received
 	opChecksumRead               // sync target reads a range to compare with the source's digest
 	opFinishTarget               // sync target flushes before it becomes UpToDate
+	opRead                       // application read through the peer (detached primary)
+	opPeerRead                   // read for the detached peer
 	opVerifyRead                 // verify source digests a range
 	opVerifyCheck                // verify target compares a range with the source's digests
 )
@@ -517,6 +519,19 @@ func (m *Machine) submit(o *op) {
 	m.progress()
 }
 
+// SubmitRead reads [off, off+len(p)) from the peer into p: the local disk
+// is detached. It completes with an error when there is no peer to read
+// from.
+func (m *Machine) SubmitRead(id ReqID, off int64, p []byte) {
+	if m.role != Primary || !m.conn.replicating() || m.peer.disk != DiskUpToDate {
+		m.out.Complete = append(m.out.Complete, Completion{ID: id, Err: ErrDiskFailed})
+		return
+	}
+	o := &op{id: id, kind: opRead, off: off, n: int64(len(p)), data: p, sent: true, session: m.session, sentAt: m.now}
+	m.ops[id] = o
+	m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgReadReq, ID: uint64(id), Off: off, Len: o.n}})
+}
+
 // LocalDone records that an application request finished its local I/O.
 func (m *Machine) LocalDone(id ReqID, err error) {
 	o := m.ops[id]
@@ -715,8 +730,8 @@ func (m *Machine) peerSatisfied(o *op) bool {
 	if !o.sent || o.peerDone {
 		return true
 	}
-	if o.kind == opFlush || o.fua {
-		return false
+	if o.kind == opFlush || o.fua || m.disk == DiskFailed {
+		return false // detached: the peer's disk holds the only copy
 	}
 	switch m.cfg.Protocol {
 	case ProtocolA:
@@ -779,6 +794,11 @@ func (m *Machine) PeerDown(id uint64, err error) {
 	m.sessionUp = false
 	// Every write the peer may lack is now out of sync.
 	for _, o := range m.ops {
+		if o.kind == opRead && !o.completed {
+			m.complete(o, ErrDiskFailed)
+			delete(m.ops, o.id)
+			continue
+		}
 		if o.sent && o.session == id && !o.peerDone {
 			o.peerDone = true
 			if o.kind == opWrite {

@@ -74,6 +74,21 @@ func (m *Machine) Receive(msg Msg, data []byte) (kept bool) {
 		m.queuePeer(&op{kind: opVerifyCheck, peerID: msg.ID, off: msg.Off, n: msg.Len, digest: bytes.Clone(data)})
 	case MsgVerifyReply:
 		m.verifyReply(msg)
+	case MsgReadReq:
+		m.queuePeer(&op{kind: opPeerRead, peerID: msg.ID, off: msg.Off, n: msg.Len})
+	case MsgReadReply:
+		o := m.ops[ReqID(msg.ID)]
+		if o == nil || o.kind != opRead {
+			break
+		}
+		delete(m.ops, o.id)
+		if msg.Status != 0 || int64(len(data)) != o.n {
+			m.complete(o, ErrDiskFailed)
+			break
+		}
+		copy(o.data, data)
+		m.stats.Received += uint64(len(data))
+		m.complete(o, nil)
 	case MsgMarkOOS:
 		first, end := meta.BlockRange(msg.Off, msg.Len)
 		m.bm.SetRange(first, end)
@@ -292,6 +307,8 @@ func (m *Machine) issuePeerOps() {
 			m.out.Local = append(m.out.Local, LocalIO{ID: o.id, Kind: IOReadDigest, Off: o.off, Len: o.n})
 		case opVerifyCheck:
 			m.out.Local = append(m.out.Local, LocalIO{ID: o.id, Kind: IOBlockDigests, Off: o.off, Len: o.n})
+		case opPeerRead:
+			m.out.Local = append(m.out.Local, LocalIO{ID: o.id, Kind: IORead, Off: o.off, Len: o.n})
 		case opPeerFlush, opFinishTarget:
 			m.out.Local = append(m.out.Local, LocalIO{ID: o.id, Kind: IOFlush})
 		}
@@ -330,6 +347,18 @@ func (m *Machine) IODone(id ReqID, err error, data []byte, zero bool, digest []b
 		m.resyncReadDone(o, err, data, zero, digest)
 	case opPeerWrite, opPeerFlush, opResyncWrite, opChecksumRead, opFinishTarget, opVerifyCheck:
 		m.peerOpDone(o, err, digest)
+	case opPeerRead:
+		m.peerOpDone(o, err, nil)
+		if m.sessionUp {
+			st := uint8(0)
+			if err != nil {
+				st, data = 1, nil
+			}
+			m.stats.Sent += uint64(len(data))
+			m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgReadReply, ID: o.peerID, Status: st}, Data: data})
+		} else {
+			m.out.Free = append(m.out.Free, data)
+		}
 	case opVerifyRead:
 		m.verifyReadDone(o, err, digest)
 	}

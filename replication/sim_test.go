@@ -26,6 +26,8 @@ type simNode struct {
 	// instead of doing it.
 	holdIO bool
 	heldIO []LocalIO
+	// failApp fails the local I/O of application requests.
+	failApp bool
 }
 
 // sim runs two machines deterministically: every action is carried out at
@@ -108,6 +110,10 @@ func (s *sim) apply(n, peer *simNode, rd Ready) {
 		s.doIO(n, io)
 	}
 	for _, id := range rd.Issue {
+		if n.failApp {
+			n.m.LocalDone(id, fmt.Errorf("injected I/O error"))
+			continue
+		}
 		if d, ok := n.app[id]; ok {
 			off := int64(binaryOff(d))
 			copy(n.disk[off:], d[8:])
@@ -527,5 +533,41 @@ func TestSimVerifyRepairs(t *testing.T) {
 	st := s.status(0)
 	if st.Conn != Established || st.OutOfSync != 0 || !strings.Contains(st.Message, "8.0 KiB out of sync") {
 		t.Fatalf("after verify: %+v", st)
+	}
+}
+
+// TestSimDetachOnIOError: the primary's disk fails; it detaches and goes
+// on serving writes and reads through the peer (DRBD's on-io-error
+// detach), and its status says so.
+func TestSimDetachOnIOError(t *testing.T) {
+	s := connected(t, ProtocolA)
+	s.write(0, 0, 4096, 1)
+	s.n[0].failApp = true
+	if err := s.write(0, 4096, 4096, 2); err != nil {
+		t.Fatalf("write that hit the disk error: %v (the peer has it)", err)
+	}
+	st := s.status(0)
+	if st.Disk != DiskFailed || st.Message == "" {
+		t.Fatalf("after the disk error: %+v", st)
+	}
+	for k := range 10 {
+		if err := s.write(0, int64(k+2)*4096, 4096, byte(k+3)); err != nil {
+			t.Fatalf("write while detached: %v", err)
+		}
+	}
+	if s.n[1].disk[4096*5] != 6 {
+		t.Fatal("write while detached did not reach the peer")
+	}
+	s.nextReq++
+	p := make([]byte, 8192)
+	s.n[0].m.SubmitRead(s.nextReq, 4096*4, p)
+	s.run()
+	if err, ok := s.n[0].done[s.nextReq]; !ok || err != nil || p[0] != 5 || p[4096] != 6 {
+		t.Fatalf("read through the peer: %v %v %d %d", ok, err, p[0], p[4096])
+	}
+	s.cut()
+	s.run()
+	if err := s.write(0, 0, 4096, 9); err == nil {
+		t.Fatal("a write with neither disk nor peer succeeded")
 	}
 }
