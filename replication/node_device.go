@@ -1,0 +1,231 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+
+	"hastor/blockdev"
+	"hastor/replication/transport"
+	"hastor/target/scsi"
+)
+
+// Device is the replicated data area as a blockdev.Device: the LUN's view
+// of the resource. On the primary, reads go to the local disk and writes
+// and flushes complete as the resource's protocol promises. On the
+// secondary every call fails and Ready reports the ALUA standby state.
+type Device struct{ n *Node }
+
+var (
+	_ blockdev.Device    = (*Device)(nil)
+	_ blockdev.FUAWriter = (*Device)(nil)
+	_ scsi.Medium        = (*Device)(nil)
+)
+
+// Device returns the node's replicated device.
+func (n *Node) Device() *Device { return &Device{n} }
+
+// checkBlock is the alignment unit Device checks transfers against: the
+// smallest logical block size a LUN may have.
+const checkBlock = 512
+
+// Ready implements scsi.Medium: nil on the primary, an error wrapping
+// scsi.ErrStandby on the secondary.
+func (d *Device) Ready() error {
+	if d.n.primary.Load() {
+		return nil
+	}
+	return fmt.Errorf("replication %s: this node is secondary: %w", d.n.opts.Name, scsi.ErrStandby)
+}
+
+// ReadAt reads from the local disk (the primary's copy is up to date).
+func (d *Device) ReadAt(p []byte, off int64) (int, error) {
+	if err := blockdev.CheckIO(p, off, d.n.size, checkBlock); err != nil {
+		return 0, err
+	}
+	if err := d.Ready(); err != nil {
+		return 0, err
+	}
+	if d.n.detached.Load() {
+		return d.n.remoteRead(p, off)
+	}
+	return d.n.data.ReadAt(p, off)
+}
+
+// remoteRead reads through the peer (on-io-error detach).
+func (n *Node) remoteRead(p []byte, off int64) (int, error) {
+	r := n.newRequest()
+	n.step(func(m *Machine) {
+		n.mu.reqs[r.id] = r
+		m.SubmitRead(r.id, off, p)
+	})
+	if err := <-r.done; err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteAt writes locally and to the peer; it returns when the write is as
+// durable as the protocol promises. p is not modified.
+func (d *Device) WriteAt(p []byte, off int64) (int, error) { return d.n.write(p, off, false) }
+
+// WriteAtFUA is WriteAt whose data is durable on both nodes' disks when it
+// returns (FUA reaches the peer's disk whatever the protocol).
+func (d *Device) WriteAtFUA(p []byte, off int64) (int, error) { return d.n.write(p, off, true) }
+
+// Flush makes every completed write durable locally and on the peer.
+func (d *Device) Flush() error {
+	if !d.n.primary.Load() {
+		return d.n.data.Flush()
+	}
+	r := d.n.newRequest()
+	d.n.step(func(m *Machine) {
+		d.n.mu.reqs[r.id] = r
+		m.SubmitFlush(r.id)
+	})
+	select {
+	case <-r.issue:
+	case err := <-r.done:
+		return err
+	}
+	err := d.n.data.Flush()
+	d.n.step(func(m *Machine) { m.LocalDone(r.id, err) })
+	return <-r.done
+}
+
+// Size returns the size of the replicated data area.
+func (d *Device) Size() int64 { return d.n.size }
+
+// Close does nothing: the Node owns the backing devices.
+func (d *Device) Close() error { return nil }
+
+func (n *Node) newRequest() *request {
+	r := &request{issue: make(chan struct{}, 1), done: make(chan error, 1), rel: make(chan struct{}, 4)}
+	n.mu.Lock()
+	n.mu.nextReq++
+	r.id = n.mu.nextReq
+	n.mu.Unlock()
+	return r
+}
+
+func (n *Node) write(p []byte, off int64, fua bool) (int, error) {
+	if err := blockdev.CheckIO(p, off, n.size, checkBlock); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r := n.newRequest()
+	n.step(func(m *Machine) {
+		n.mu.reqs[r.id] = r
+		m.Submit(r.id, off, int64(len(p)), fua, p)
+	})
+	select {
+	case <-r.issue:
+	case err := <-r.done:
+		n.waitReleased(r)
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	var err error
+	if fua && n.fua != nil {
+		_, err = n.fua.WriteAtFUA(p, off)
+	} else if _, err = n.data.WriteAt(p, off); err == nil && fua {
+		err = n.data.Flush()
+	}
+	n.step(func(m *Machine) { m.LocalDone(r.id, err) })
+	err = <-r.done
+	n.waitReleased(r)
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// waitReleased waits until the transport no longer references the
+// request's buffer.
+func (n *Node) waitReleased(r *request) {
+	for k := r.sent.Load(); k > 0; k-- {
+		<-r.rel
+	}
+}
+
+// waitFor waits until cond holds on the machine or ctx ends.
+func (n *Node) waitFor(ctx context.Context, cond func(m *Machine) bool) error {
+	for {
+		n.mu.Lock()
+		ok := cond(n.mu.m)
+		ch := n.mu.changed
+		n.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Promote makes the node primary (hastorctl primary [--force]) and waits
+// until it is.
+func (n *Node) Promote(ctx context.Context, force bool) error {
+	var err error
+	n.step(func(m *Machine) { err = m.Promote(force) })
+	if err != nil {
+		return err
+	}
+	return n.waitFor(ctx, func(m *Machine) bool { return m.Role() == Primary && m.promoting == 0 || m.disk == DiskFailed })
+}
+
+// Demote makes the node secondary once its I/O in flight has finished.
+func (n *Node) Demote(ctx context.Context) error {
+	var err error
+	n.step(func(m *Machine) { err = m.Demote() })
+	if err != nil {
+		return err
+	}
+	return n.waitFor(ctx, func(m *Machine) bool { return m.Role() == Secondary && !m.demoting })
+}
+
+// Connect lets the node connect (discardMyData: resolve a split brain by
+// becoming the sync target).
+func (n *Node) Connect(discardMyData bool) error {
+	var err error
+	n.step(func(m *Machine) { err = m.Connect(discardMyData) })
+	return err
+}
+
+// Disconnect drops the connection and stays StandAlone.
+func (n *Node) Disconnect() error {
+	var err error
+	n.step(func(m *Machine) { err = m.Disconnect() })
+	return err
+}
+
+// Invalidate marks the local data out of date for a full resync.
+func (n *Node) Invalidate() error {
+	var err error
+	n.step(func(m *Machine) { err = m.Invalidate() })
+	return err
+}
+
+// NodeStatus is the machine's status with the transport's.
+type NodeStatus struct {
+	Status
+	Link               transport.Stats
+	ALWrites, BMWrites uint64
+}
+
+// Status returns a snapshot of the node's state.
+func (n *Node) Status() NodeStatus {
+	n.mu.Lock()
+	st := NodeStatus{Status: n.mu.m.Status()}
+	ss := n.store.Stats()
+	n.mu.Unlock()
+	st.ALWrites, st.BMWrites = ss.ALWrites, ss.BitmapWrites
+	st.Link = n.link.Stats()
+	return st
+}
