@@ -59,6 +59,16 @@ type report struct {
 	Jobs       []string      `json:"jobs"`
 	Targets    []targetInfo  `json:"targets"`
 	Results    []result      `json:"results"`
+	// Resync is the replicated target's first full sync, when it ran.
+	Resync *resyncFigures `json:"resync,omitempty"`
+}
+
+// resyncFigures are the replicated target's first full sync and the link
+// it ran over.
+type resyncFigures struct {
+	Bytes    int64   `json:"bytes"`
+	Seconds  float64 `json:"seconds"`
+	LinkMBps float64 `json:"link_mb_per_s"`
 }
 
 func newReport(cfg config, started time.Time, jobs []Job, backingDir string) *report {
@@ -163,6 +173,12 @@ func renderMarkdown(w io.Writer, r *report) {
 	if ec := encryptionCost(r); ec != "" {
 		p("\nEncrypted LUN vs plain LUN (hastord-crypt ÷ hastord, IOPS): %s\n", ec)
 	}
+	if rc := replicationCost(r); rc != "" {
+		p("\nReplicated LUN vs plain LUN (hastord-repl ÷ hastord, IOPS; protocol C): %s\n", rc)
+	}
+	if rs := resyncLine(r); rs != "" {
+		p("\nResync (first full sync of the filled backing file to the secondary, idle): %s\n", rs)
+	}
 	p("\nMB/s is 10^6 bytes/s. Target CPU is the target process's utime+stime (all threads, /proc/PID/stat) " +
 		"over the measured run, divided by the I/Os fio completed in it; fio CPU is fio's own usr+sys time per I/O. " +
 		"Ratios compare IOPS (equal to the MB/s ratio, the block size being the same).\n")
@@ -207,6 +223,37 @@ func encryptionCost(r *report) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// replicationCost compares the replicated LUN with the plain one.
+func replicationCost(r *report) string {
+	var parts []string
+	for _, job := range r.Jobs {
+		plain, ok1 := r.find("hastord", job)
+		rep, ok2 := r.find("hastord-repl", job)
+		if ok1 && ok2 && plain.IOPS > 0 && plain.Err == "" && rep.Err == "" {
+			parts = append(parts, fmt.Sprintf("%s %s×", job, fmtFloat(rep.IOPS/plain.IOPS, 2)))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// resyncLine reports the resync throughput against min(link, disk), the
+// disk being the raw sequential write throughput of the same run.
+func resyncLine(r *report) string {
+	rs := r.Resync
+	if rs == nil || rs.Seconds <= 0 {
+		return ""
+	}
+	mbps := float64(rs.Bytes) / rs.Seconds / 1e6
+	s := fmt.Sprintf("%d bytes in %s s = %s MB/s; link %s MB/s (TCP over both veth paths)", rs.Bytes,
+		fmtFloat(rs.Seconds, 2), fmtFloat(mbps, 0), fmtFloat(rs.LinkMBps, 0))
+	disk, ok := r.find("raw", "seqwrite-1m-qd32")
+	if !ok || disk.Err != "" {
+		return s + "; no raw seqwrite-1m-qd32 result for the disk"
+	}
+	lim := min(rs.LinkMBps, disk.MBps)
+	return s + fmt.Sprintf("; disk %s MB/s (raw seqwrite-1m-qd32); resync ÷ min(link, disk) = %s×", fmtFloat(disk.MBps, 0), fmtFloat(mbps/lim, 2))
 }
 
 func oneLine(s string) string {

@@ -58,6 +58,7 @@ func allTargets() []target {
 		rawTarget{},
 		&hastordTarget{},
 		&hastordTarget{crypt: true},
+		&replTarget{},
 		&tgtTarget{direct: true},
 		&tgtTarget{direct: false},
 		&istgtTarget{},

@@ -40,6 +40,10 @@ type Config struct {
 	// A relative path resolves under state_dir. Default: hastord.sock under
 	// state_dir. At most 107 bytes once resolved (the unix socket limit).
 	ControlSocket string `yaml:"control_socket"`
+	// Nodes lists the hosts that run hastord with this file (storage
+	// nodes; later also the witness). Needed for replicated LUNs. Each
+	// host finds its entry by host name or hastord --node NAME.
+	Nodes []Node `yaml:"nodes"`
 }
 
 // Log configures hastord's logging.
@@ -200,6 +204,10 @@ type LUN struct {
 	// must already exist (hastorctl format --size creates it). Until hastord
 	// has the volume key the LUN answers NOT READY.
 	Encryption *Encryption `yaml:"encryption"`
+	// Replication, when present, mirrors the LUN synchronously to a second
+	// node (see Replication). path is then the default backing path of
+	// both nodes, and size the size of the whole backing file.
+	Replication *Replication `yaml:"replication"`
 }
 
 // Encryption configures how hastord unlocks an encrypted LUN.

@@ -400,7 +400,7 @@ func TestStructureProblems(t *testing.T) {
 		{"bad second document", base + "---\n[\n", []Problem{{Line: 7, Message: "did not find expected node content"}}},
 		{"root is a list", "- a\n- b\n", []Problem{{Line: 1, Message: "want a mapping of keys to values, got a list"}}},
 		{"root is a scalar", "hello\n", []Problem{{Line: 1, Message: `want a mapping of keys to values, got "hello"`}}},
-		{"unknown top-level key", base + "nodes: [a, b]\n", []Problem{{Field: "nodes", Line: 6, Message: "unknown key; valid keys here: control_socket, discovery, iscsi, log, portals, state_dir, targets"}}},
+		{"unknown top-level key", base + "witness: [a, b]\n", []Problem{{Field: "witness", Line: 6, Message: "unknown key; valid keys here: control_socket, discovery, iscsi, log, nodes, portals, state_dir, targets"}}},
 		{"misspelt key", withTop("portal: [127.0.0.1:3260]"), []Problem{{Field: "portal", Line: 2, Message: `unknown key; did you mean "portals"?`}}},
 		{"camel case key", withLUN("lun: 0, volume_id: v0, path: a.img, size: 1GiB, blockSize: 512"),
 			[]Problem{{Field: "targets[0].luns[0].blockSize", Line: 5, Message: `unknown key; did you mean "block_size"?`}}},

@@ -262,6 +262,26 @@ func (v *validator) walk(n *yaml.Node, t reflect.Type, path string) {
 			}
 			v.walk(e, t.Elem(), ep)
 		}
+	case reflect.Map:
+		// Maps are keyed by node names: any key, each once.
+		if !v.wantKind(n, yaml.MappingNode, path) {
+			return
+		}
+		seen := make(map[string]int)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" || k.Value == "" {
+				v.fatalAt(path, k.Line, "keys here must be plain names")
+				continue
+			}
+			kp := joinPath(path, k.Value)
+			if first, dup := seen[k.Value]; dup {
+				v.fatalAt(kp, k.Line, fmt.Sprintf("key given twice (first on line %d)", first))
+				continue
+			}
+			seen[k.Value] = k.Line
+			v.walk(val, t.Elem(), kp)
+		}
 	case reflect.String, reflect.Int, reflect.Bool:
 		if !v.wantKind(n, yaml.ScalarNode, path) {
 			return

@@ -55,6 +55,7 @@ func TestFullExample(t *testing.T) {
 		"etc/hastor/db-chap.secret":   secretFile("db-chap-Ahng4eihoh0z\n"),
 		"etc/hastor/lab-vault.key":    secretFile("correct horse battery staple"),
 		"srv/hastor/lab-vault.img":    &fstest.MapFile{Mode: 0o600},
+		"etc/hastor/vm-repl.secret":   secretFile("vm-replication-Eeth4ohkoo3yaeK\n"),
 	}
 	v := &validator{lines: map[string]int{}, present: map[string]bool{}, bad: map[string]bool{},
 		budget: maxNodes, opt: parseOptions{file: "full.yaml", baseDir: "/etc/hastor", fs: mapFS{files}}}

@@ -108,10 +108,12 @@ func (v *validator) check(cfg *Config) {
 	iqns := map[string]string{}
 	volumes := map[string]string{}
 	paths := newPathSet()
-	for i := range cfg.Targets {
-		v.checkTarget(cfg, &cfg.Targets[i], "targets["+strconv.Itoa(i)+"]", iqns, volumes, paths)
-	}
 	v.checkControlSocket(cfg)
+	v.checkNodes(cfg)
+	addrs := replAddrs{}
+	for i := range cfg.Targets {
+		v.checkTarget(cfg, &cfg.Targets[i], "targets["+strconv.Itoa(i)+"]", iqns, volumes, paths, addrs)
+	}
 }
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path
@@ -490,7 +492,7 @@ func checkText(s string) string {
 	return ""
 }
 
-func (v *validator) checkTarget(cfg *Config, t *Target, path string, iqns, volumes map[string]string, paths *pathSet) {
+func (v *validator) checkTarget(cfg *Config, t *Target, path string, iqns, volumes map[string]string, paths *pathSet, addrs replAddrs) {
 	ip := path + ".iqn"
 	if err := checkISCSIName(t.IQN); err != nil {
 		v.addf(ip, "%v", err)
@@ -524,6 +526,9 @@ func (v *validator) checkTarget(cfg *Config, t *Target, path string, iqns, volum
 			} else if v.ok(np) {
 				numbers[l.LUN] = np
 			}
+		}
+		if l.Replication != nil {
+			v.checkReplication(cfg, l, lp+".replication", addrs)
 		}
 		v.checkLUN(cfg, l, lp, volumes, paths)
 	}
@@ -566,6 +571,14 @@ func (v *validator) checkLUN(cfg *Config, l *LUN, path string, volumes map[strin
 	}
 
 	pp := path + ".path"
+	if l.Replication != nil {
+		// Each node has its own copy; their paths are checked on the node
+		// that opens them (the local node is not known here).
+		if strings.ContainsRune(l.Path, 0) {
+			v.addf(pp, "must not contain a NUL byte")
+		}
+		return
+	}
 	switch {
 	case l.Path == "":
 		v.addf(pp, "required: an image file (relative paths are under state_dir) or a block device")

@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"text/tabwriter"
 	"time"
 
 	"hastor/config"
@@ -16,21 +14,43 @@ import (
 // find the control socket.
 const defaultConfig = "/etc/hastor/hastor.yaml"
 
+// daemonAddr holds the flags that locate hastord's control socket.
+type daemonAddr struct {
+	cfgPath, socket, node *string
+}
+
 // daemonFlags adds the flags that locate hastord's control socket.
 func daemonFlags(fs *flag.FlagSet) (cfgPath, socket *string) {
-	cfgPath = fs.String("config", defaultConfig, "hastord's configuration `file`, to find its control socket")
-	socket = fs.String("socket", "", "hastord's control socket `path` (overrides --config)")
-	return
+	a := daemonFlagsNode(fs)
+	return a.cfgPath, a.socket
+}
+
+// daemonFlagsNode adds the flags that locate hastord's control socket,
+// with --node for files whose nodes set their own sockets.
+func daemonFlagsNode(fs *flag.FlagSet) daemonAddr {
+	var a daemonAddr
+	a.cfgPath = fs.String("config", defaultConfig, "hastord's configuration `file`, to find its control socket")
+	a.socket = fs.String("socket", "", "hastord's control socket `path` (overrides --config)")
+	a.node = fs.String("node", "", "this node's `name` in the configuration (default: from the host name)")
+	return a
 }
 
 // dial connects to hastord's control socket.
 func dial(ctx context.Context, cfgPath, socket string) (*control.Client, error) {
+	return dialNode(ctx, cfgPath, socket, "")
+}
+
+func dialNode(ctx context.Context, cfgPath, socket, node string) (*control.Client, error) {
 	if socket == "" {
 		cfg, err := config.Load(cfgPath)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w (or give --socket PATH)", cfgPath, err)
 		}
-		socket = cfg.ControlSocket
+		n, err := cfg.LocalNode(node)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cfgPath, err)
+		}
+		socket = cfg.ControlSocketFor(n)
 	}
 	return control.Dial(ctx, socket)
 }
@@ -65,46 +85,6 @@ func cmdUnlock(ctx context.Context, args []string, st stdio) error {
 	}
 	fmt.Fprintf(st.out, "%s unlocked with keyslot %d\n", vol, *resp.Slot)
 	return nil
-}
-
-func cmdStatus(ctx context.Context, args []string, st stdio) error {
-	fs := newFlagSet("status", st)
-	cfgPath, socket := daemonFlags(fs)
-	if err := parseFlags(fs, args, 0); err != nil {
-		return err
-	}
-	cl, err := dial(ctx, *cfgPath, *socket)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := cl.Call(ctx, control.Request{Op: control.OpStatus})
-	if err != nil {
-		return err
-	}
-	printStatus(st.out, resp.Status)
-	return nil
-}
-
-func printStatus(w io.Writer, s *control.Status) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VOLUME\tTARGET\tLUN\tSIZE\tBLOCK\tSTATE\tPATH")
-	for _, v := range s.Volumes {
-		state := "ready"
-		switch {
-		case v.Locked:
-			state = "locked (hastorctl unlock " + v.VolumeID + ")"
-		case v.Encrypted:
-			state = "unlocked"
-		}
-		if v.ReadOnly {
-			state += ", read-only"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", v.VolumeID, v.Target, v.LUN, config.ByteSize(v.Size), v.BlockSize, state, v.Path)
-	}
-	tw.Flush()
 }
 
 // newFlagSet returns a FlagSet whose errors and help go to st.err.

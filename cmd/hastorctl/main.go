@@ -1,6 +1,7 @@
 // Command hastorctl is hastor's admin tool. It manages the LUKS2 headers of
 // encrypted volumes offline, like cryptsetup, and talks to a running
-// hastord through its control socket.
+// hastord through its control socket (unlocking encrypted LUNs, the roles
+// and connection of replicated LUNs, status).
 //
 //	hastorctl format [--size SIZE] [options] DEVICE
 //	hastorctl add-key | change-key | remove-key [options] DEVICE
@@ -9,7 +10,9 @@
 //	hastorctl dump DEVICE
 //	hastorctl erase [--yes] DEVICE
 //	hastorctl unlock [--key-file FILE] VOLUME_ID
-//	hastorctl status
+//	hastorctl status [--json] [--watch] [VOLUME_ID]
+//	hastorctl primary [--force] | secondary | connect [--discard-my-data] |
+//	          disconnect | verify | invalidate VOLUME_ID
 //
 // Passphrases are read from the terminal without echo, or from a key file
 // (--key-file FILE; "-" reads standard input): never from the command line.
@@ -25,6 +28,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"hastor/internal/control"
 )
 
 func main() {
@@ -60,7 +65,13 @@ var commands = map[string]command{
 	"dump":           {"DEVICE", "show the LUKS2 header (no key material)", cmdDump},
 	"erase":          {"[--yes] DEVICE", "crypto erase: destroy every keyslot, making the data unreadable", cmdErase},
 	"unlock":         {"[--config F | --socket S] [--key-file F] VOLUME_ID", "give a running hastord the passphrase of an encrypted LUN", cmdUnlock},
-	"status":         {"[--config F | --socket S]", "show hastord's LUNs and whether they are unlocked", cmdStatus},
+	"status":         {"[--config F [--node N] | --socket S] [--json] [--watch [--interval D]] [VOLUME_ID]", "show hastord's LUNs, and replicated LUNs as drbdadm status does", cmdStatus},
+	"primary":        {"[--config F [--node N] | --socket S] [--force] VOLUME_ID", "make this node primary for a replicated LUN", replCommand(control.OpPrimary, "primary", false)},
+	"secondary":      {"[--config F [--node N] | --socket S] VOLUME_ID", "make this node secondary (waits for I/O in flight)", replCommand(control.OpSecondary, "secondary", false)},
+	"connect":        {"[--config F [--node N] | --socket S] [--discard-my-data --yes] VOLUME_ID", "connect to the peer (after disconnect, or to resolve a split brain)", replCommand(control.OpConnect, "connecting", false)},
+	"disconnect":     {"[--config F [--node N] | --socket S] VOLUME_ID", "stop replicating and stay StandAlone", replCommand(control.OpDisconnect, "disconnected", false)},
+	"verify":         {"[--config F [--node N] | --socket S] VOLUME_ID", "start an online verify: compare both copies and repair differences", replCommand(control.OpVerify, "verify started (hastorctl status shows its progress)", false)},
+	"invalidate":     {"[--config F [--node N] | --socket S] --yes VOLUME_ID", "discard this node's copy and resync it fully from the peer", replCommand(control.OpInvalidate, "invalidated: a full resync from the peer follows", true)},
 }
 
 func usage(w io.Writer) {

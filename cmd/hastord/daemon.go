@@ -6,17 +6,21 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"hastor/blockdev"
 	"hastor/config"
 	"hastor/crypt"
 	"hastor/internal/control"
+	"hastor/replication"
 	"hastor/target/scsi"
 )
 
 // daemon holds the LUNs hastord serves and answers the control socket.
 type daemon struct {
 	log  *slog.Logger
+	node *config.Node // this node's entry; nil without a nodes list
+	pool *blockdev.Pool
 	luns map[string]*lun // by lower-case volume_id; filled before serving, then read-only
 	list []*lun          // in configuration order
 }
@@ -30,6 +34,11 @@ type lun struct {
 	vol    *crypt.Volume   // nil unless encrypted
 	lu     *scsi.LU
 	log    *slog.Logger
+
+	// Replicated LUNs only.
+	repl     *replication.Node
+	backing  []blockdev.Device // backing and metadata devices, closed after repl stops
+	wasReady atomic.Bool       // the replicated device was ready at the last change
 }
 
 var _ control.Handler = (*daemon)(nil)
@@ -37,31 +46,43 @@ var _ control.Handler = (*daemon)(nil)
 // openLUN opens one LUN's backing store (and its LUKS2 header when it is
 // encrypted) and makes its logical unit.
 func (d *daemon) openLUN(cfg *config.Config, tc *config.Target, lc *config.LUN) (*lun, error) {
-	path := cfg.LUNPath(lc)
-	inner, err := blockdev.Open(path, blockdev.Options{
-		Size:      int64(lc.Size),
-		Create:    !lc.Encrypted(), // an encrypted volume must be formatted first
-		ReadOnly:  lc.ReadOnly,
-		BlockSize: lc.BlockSize,
-	})
-	if err != nil {
-		return nil, err
-	}
-	l := &lun{cfg: lc, target: tc.IQN, path: path, dev: inner,
+	path := cfg.LUNPathFor(lc, d.node)
+	l := &lun{cfg: lc, target: tc.IQN, path: path,
 		log: d.log.With("target", tc.IQN, "lun", lc.LUN, "volume_id", lc.VolumeID)}
+	if lc.Replicated() {
+		if err := d.openReplicated(cfg, lc, path, d.pool, l); err != nil {
+			l.closeBacking()
+			return nil, err
+		}
+	} else {
+		inner, err := blockdev.Open(path, blockdev.Options{
+			Size:      int64(lc.Size),
+			Create:    !lc.Encrypted(), // an encrypted volume must be formatted first
+			ReadOnly:  lc.ReadOnly,
+			BlockSize: lc.BlockSize,
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.dev = inner
+	}
+	inner := l.dev
 	if lc.Encrypted() {
 		vol, err := crypt.OpenVolume(path, inner)
 		if err != nil {
 			inner.Close()
+			l.closeBacking()
 			return nil, fmt.Errorf("encrypted LUN: %w", err)
 		}
 		l.vol, l.dev = vol, vol.Device()
 		if ss := vol.Device().Layout().SectorSize; ss > lc.BlockSize {
 			vol.Close()
+			l.closeBacking()
 			return nil, fmt.Errorf("block_size %d is smaller than the volume's encryption sector size %d: set block_size: %d (or format the volume with --sector-size %d)",
 				lc.BlockSize, ss, ss, lc.BlockSize)
 		}
 	}
+	var err error
 	l.lu, err = scsi.NewLU(scsi.LUConfig{
 		Dev:              l.dev,
 		BlockSize:        lc.BlockSize,
@@ -73,11 +94,15 @@ func (d *daemon) openLUN(cfg *config.Config, tc *config.Target, lc *config.LUN) 
 	})
 	if err != nil {
 		l.dev.Close()
+		l.closeBacking()
 		return nil, err
 	}
 	d.luns[strings.ToLower(lc.VolumeID)] = l
 	d.list = append(d.list, l)
 	msg := "LUN ready"
+	if l.repl != nil {
+		msg = "replicated LUN opened (secondary until promoted)"
+	}
 	if l.vol != nil {
 		msg = "encrypted LUN opened, locked until its key is given"
 	}
@@ -152,7 +177,10 @@ func (d *daemon) Status(context.Context) (control.Status, error) {
 			Encrypted: l.vol != nil,
 		}
 		if l.vol != nil {
-			v.Locked = l.vol.Device().Ready() != nil
+			v.Locked = l.vol.Device().Ready() != nil && (l.repl == nil || l.repl.Device().Ready() == nil)
+		}
+		if l.repl != nil {
+			v.Replication = replStatus(l, d.node.Name)
 		}
 		st.Volumes = append(st.Volumes, v)
 	}
@@ -164,9 +192,23 @@ func (d *daemon) Status(context.Context) (control.Status, error) {
 // zeroed.
 func (d *daemon) close() {
 	for _, l := range d.list {
-		if err := l.dev.Flush(); err != nil {
-			l.log.Error("flush on shutdown", "err", err)
+		if l.repl == nil {
+			if err := l.dev.Flush(); err != nil {
+				l.log.Error("flush on shutdown", "err", err)
+			}
 		}
 		l.dev.Close()
+		l.closeBacking()
 	}
+}
+
+// closeBacking closes a replicated LUN's backing and metadata devices
+// (which flushes them).
+func (l *lun) closeBacking() {
+	for _, b := range l.backing {
+		if err := b.Close(); err != nil {
+			l.log.Error("close on shutdown", "err", err)
+		}
+	}
+	l.backing = nil
 }

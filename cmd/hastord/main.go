@@ -3,8 +3,11 @@
 //
 //	hastord --config /etc/hastor/hastor.yaml
 //	hastord --check --config /etc/hastor/hastor.yaml
+//	hastord --config /etc/hastor/hastor.yaml --node alpha
 //
-// The same file is used on every node. --check validates the file and exits.
+// The same file is used on every node; a node finds its own entry in the
+// file's nodes list by its host name, or by --node. --check validates the
+// file and exits.
 // SIGINT and SIGTERM shut the daemon down gracefully: listeners close,
 // in-flight commands finish, and backing devices are flushed and closed.
 package main
@@ -33,6 +36,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "path of the YAML configuration `file` (required)")
 	check := fs.Bool("check", false, "validate the configuration and exit")
+	nodeName := fs.String("node", "", "this node's `name` in the configuration's nodes list (default: from the host name)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until shutdown (diagnostics)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -42,6 +46,11 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "hastord: %s: %v\n", *cfgPath, err)
+		return 1
+	}
+	node, err := cfg.LocalNode(*nodeName)
 	if err != nil {
 		fmt.Fprintf(stderr, "hastord: %s: %v\n", *cfgPath, err)
 		return 1
@@ -66,7 +75,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
+	if err := serve(ctx, cfg, node, log); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("hastord stopped", "err", err)
 		return 1
 	}

@@ -20,11 +20,15 @@ import (
 
 // serve opens every LUN, listens on every portal and on the control socket,
 // and serves until ctx ends.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+func serve(ctx context.Context, cfg *config.Config, node *config.Node, log *slog.Logger) error {
+	stateDir := cfg.StateDirFor(node)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
-	d := &daemon{log: log, luns: map[string]*lun{}}
+	if node != nil {
+		log = log.With("node", node.Name)
+	}
+	d := &daemon{log: log, node: node, luns: map[string]*lun{}, pool: blockdev.NewPool()}
 	defer d.close()
 	opts := target.Options{
 		Portals:          cfg.Portals,
@@ -34,7 +38,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		NopInInterval:    time.Duration(cfg.ISCSI.NopInInterval),
 		NopInTimeout:     time.Duration(cfg.ISCSI.NopInTimeout),
 		MaxTransferBytes: maxTransfer,
-		Pool:             blockdev.NewPool(),
+		Pool:             d.pool,
 		Logger:           log,
 	}
 	for ti := range cfg.Targets {
@@ -64,7 +68,28 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		})
 	}
 	d.unlockFromKeyFiles()
-	ctl, err := control.Listen(cfg.ControlSocket)
+	// Replication runs until the iSCSI server has shut down, so that
+	// commands in flight complete as their protocol promises.
+	rctx, cancelRepl := context.WithCancel(context.Background())
+	var rwg sync.WaitGroup
+	defer func() {
+		cancelRepl()
+		rwg.Wait()
+	}()
+	for _, l := range d.list {
+		if l.repl == nil {
+			continue
+		}
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			if err := l.repl.Run(rctx); err != nil {
+				l.log.Error("replication stopped", "err", err)
+			}
+		}()
+	}
+	ctlPath := cfg.ControlSocketFor(node)
+	ctl, err := control.Listen(ctlPath)
 	if err != nil {
 		return err
 	}
@@ -97,7 +122,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			errc <- err
 		}
 	}()
-	log.Info("control socket ready", "path", cfg.ControlSocket)
+	log.Info("control socket ready", "path", ctlPath)
 	for _, ln := range lns {
 		wg.Add(1)
 		go func() {

@@ -21,6 +21,14 @@ import (
 const (
 	OpUnlock = "unlock" // Request.Volume, Request.Passphrase
 	OpStatus = "status" // Response.Status
+
+	// Replicated LUNs (ReplicationHandler); each takes Request.Volume.
+	OpPrimary    = "primary"    // Request.Force
+	OpSecondary  = "secondary"  //
+	OpConnect    = "connect"    // Request.DiscardMyData
+	OpDisconnect = "disconnect" //
+	OpVerify     = "verify"     // start an online verify
+	OpInvalidate = "invalidate" // full resync from the peer
 )
 
 // Request is one command from hastorctl.
@@ -30,6 +38,11 @@ type Request struct {
 	Volume string `json:"volume,omitempty"`
 	// Passphrase unlocks a keyslot of Volume's LUKS2 header.
 	Passphrase []byte `json:"passphrase,omitempty"`
+	// Force: primary --force (declare this node's data authoritative).
+	Force bool `json:"force,omitempty"`
+	// DiscardMyData: connect --discard-my-data (resolve a split brain by
+	// throwing this node's changes away).
+	DiscardMyData bool `json:"discard_my_data,omitempty"`
 }
 
 // Response answers a Request. Error is empty on success.
@@ -57,6 +70,67 @@ type VolumeStatus struct {
 	Encrypted bool   `json:"encrypted,omitempty"`
 	// Locked is true while an encrypted LUN waits for its key.
 	Locked bool `json:"locked,omitempty"`
+	// Replication is set for a replicated LUN.
+	Replication *ReplicationStatus `json:"replication,omitempty"`
+}
+
+// ReplicationStatus is a replicated LUN's state, as drbdadm status shows
+// a resource's.
+type ReplicationStatus struct {
+	Node       string `json:"node"`       // this node
+	Peer       string `json:"peer"`       // the other node
+	Role       string `json:"role"`       // Primary | Secondary
+	PeerRole   string `json:"peer_role"`  // Primary | Secondary | Unknown
+	Connection string `json:"connection"` // StandAlone | Connecting | Handshake | Connected | SyncSource | SyncTarget | SplitBrain | Unrelated
+	Disk       string `json:"disk"`       // UpToDate | Outdated | Inconsistent | Failed
+	PeerDisk   string `json:"peer_disk"`  // the same, or DUnknown
+	Protocol   string `json:"protocol"`   // A | B | C
+	// OutOfSync is the bytes marked out of sync in the local bitmap.
+	OutOfSync int64 `json:"out_of_sync"`
+	// Resync is a running resync or verify.
+	Resync   *Progress    `json:"resync,omitempty"`
+	Paths    []PathStatus `json:"paths"`
+	Counters Counters     `json:"counters"`
+	// Message says what happened and what the admin should do (after a
+	// split brain, a refused connection, a disk failure, a verify).
+	Message string `json:"message,omitempty"`
+	// Detached: the local disk failed; I/O goes through the peer.
+	Detached bool `json:"detached,omitempty"`
+}
+
+// Progress is a running resync or online verify.
+type Progress struct {
+	Kind       string `json:"kind"`            // full | bitmap | repair | verify
+	Direction  string `json:"direction"`       // source | target
+	Done       int64  `json:"done"`            // bytes
+	Total      int64  `json:"total"`           // bytes
+	RateBps    int64  `json:"rate"`            // bytes/s since it started
+	ETASeconds int64  `json:"eta"`             // -1: unknown
+	Found      int64  `json:"found,omitempty"` // verify: bytes found out of sync
+}
+
+// PathStatus is one replication path.
+type PathStatus struct {
+	Local     string `json:"local"`
+	Remote    string `json:"remote"`
+	DataConns int    `json:"data_conns"`
+	DataUp    int    `json:"data_up"`
+	ControlUp bool   `json:"control_up"`
+	Sent      int64  `json:"sent"`
+	Received  int64  `json:"received"`
+}
+
+// Counters are the statistics DRBD users watch.
+type Counters struct {
+	Sent        int64 `json:"sent"`         // bytes of data sent to the peer (ns)
+	Received    int64 `json:"received"`     // bytes of data received from the peer (nr)
+	DiskWrite   int64 `json:"written"`      // bytes written to the local disk (dw)
+	DiskRead    int64 `json:"read"`         // bytes read from the local disk for the peer (dr)
+	Pending     int64 `json:"pending"`      // requests sent to the peer, not yet answered (pe)
+	Unacked     int64 `json:"unacked"`      // requests from the peer, not yet answered (ua)
+	ALWrites    int64 `json:"al_writes"`    // activity-log transactions written (al)
+	BMWrites    int64 `json:"bm_writes"`    // bitmap pages written (bm)
+	ResyncBytes int64 `json:"resync_bytes"` // bytes resynced since hastord started
 }
 
 // Handler carries out requests. Its methods are called from one goroutine
@@ -64,6 +138,17 @@ type VolumeStatus struct {
 type Handler interface {
 	Unlock(ctx context.Context, volume string, passphrase []byte) (slot int, err error)
 	Status(ctx context.Context) (Status, error)
+}
+
+// ReplicationHandler carries out the replication requests. A Handler that
+// does not implement it answers them with an error.
+type ReplicationHandler interface {
+	Primary(ctx context.Context, volume string, force bool) error
+	Secondary(ctx context.Context, volume string) error
+	Connect(ctx context.Context, volume string, discardMyData bool) error
+	Disconnect(ctx context.Context, volume string) error
+	Verify(ctx context.Context, volume string) error
+	Invalidate(ctx context.Context, volume string) error
 }
 
 // maxLine bounds one request or response line.
@@ -183,6 +268,33 @@ func handle(ctx context.Context, h Handler, req *Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{Status: &st}
+	case OpPrimary, OpSecondary, OpConnect, OpDisconnect, OpVerify, OpInvalidate:
+		rh, ok := h.(ReplicationHandler)
+		if !ok {
+			return Response{Error: "this hastord has no replicated LUNs"}
+		}
+		if req.Volume == "" {
+			return Response{Error: req.Op + " needs a volume"}
+		}
+		var err error
+		switch req.Op {
+		case OpPrimary:
+			err = rh.Primary(ctx, req.Volume, req.Force)
+		case OpSecondary:
+			err = rh.Secondary(ctx, req.Volume)
+		case OpConnect:
+			err = rh.Connect(ctx, req.Volume, req.DiscardMyData)
+		case OpDisconnect:
+			err = rh.Disconnect(ctx, req.Volume)
+		case OpVerify:
+			err = rh.Verify(ctx, req.Volume)
+		case OpInvalidate:
+			err = rh.Invalidate(ctx, req.Volume)
+		}
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{}
 	}
 	return Response{Error: fmt.Sprintf("unknown operation %q", req.Op)}
 }
