@@ -156,10 +156,6 @@ func (m *Machine) decide() {
 		fail(Unrelated, fmt.Sprintf("the peer's data area is %d bytes and this node's %d: the two backing devices must be the same size", m.peer.size, m.cfg.DataSize))
 		return
 	}
-	if m.role == Primary && m.peer.role == Primary {
-		fail(SplitBrain, "both nodes are primary: make one secondary (hastorctl secondary), then run hastorctl connect on both")
-		return
-	}
 	lf, pf := m.gflags(), m.peer.flags
 	d := genid.Decide(m.uuids(), m.peer.uuids, lf, pf)
 	if d.Action == genid.SplitBrain {
@@ -176,6 +172,10 @@ func (m *Machine) decide() {
 	}
 	m.decision = d
 	m.discardMyData = false
+	if m.role == Primary && m.peer.role == Primary && d.Action != genid.SplitBrain {
+		fail(SplitBrain, "both nodes are primary: make one secondary (hastorctl secondary), then run hastorctl connect on both")
+		return
+	}
 	switch d.Action {
 	case genid.SplitBrain:
 		fail(SplitBrain, fmt.Sprintf("split brain (%s): both nodes changed the data while disconnected (this node %s, the peer %s out of sync); nothing was overwritten. "+
