@@ -205,6 +205,11 @@ func (c *conn) pingLoop() {
 			}
 			c.enqueue(frame{typ: typePing})
 			c.s.checkKo(now)
+			if c.kind == kindControl {
+				c.s.mu.Lock()
+				c.s.reackLocked()
+				c.s.mu.Unlock()
+			}
 		}
 	}
 }

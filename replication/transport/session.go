@@ -40,9 +40,10 @@ type txState struct {
 }
 
 type rxState struct {
-	expect  uint64
-	pending map[uint64]*inMsg
-	queue   []*inMsg
+	expect    uint64
+	pending   map[uint64]*inMsg
+	queue     []*inMsg
+	delivered uint64 // last seq handed to the handler (and acknowledged)
 }
 
 // Session is one session with the peer: see the package comment.
@@ -144,7 +145,21 @@ func (s *Session) detach(c *conn, err error) {
 			}
 		}
 	}
+	// Acks sent on the dead connection may be lost: repeat them.
+	s.reackLocked()
 	s.mu.Unlock()
+}
+
+// reackLocked sends the cumulative acknowledgement of each channel again.
+// Acks are idempotent, so a lost one is repaired by the next.
+func (s *Session) reackLocked() {
+	for ch := range s.mu.rx {
+		if d := s.mu.rx[ch].delivered; d > 0 {
+			if c := s.pickLocked(Control); c != nil {
+				c.enqueue(frame{typ: typeAck, ch: Channel(ch), seq: d})
+			}
+		}
+	}
 }
 
 // pickLocked returns the live connection for channel ch with the fewest
@@ -298,6 +313,7 @@ func (s *Session) deliverLoop(ch Channel) {
 		last := batch[len(batch)-1].seq
 		clear(batch)
 		s.mu.Lock()
+		s.mu.rx[ch].delivered = last
 		if c := s.pickLocked(Control); c != nil && !s.mu.dead {
 			c.enqueue(frame{typ: typeAck, ch: ch, seq: last})
 		}
