@@ -440,3 +440,39 @@ func TestReplicationSplitBrain(t *testing.T) {
 		t.Fatal("data areas differ after resolving the split brain")
 	}
 }
+
+// TestReplicationVerifyRepairs: a block corrupted directly on the
+// secondary's disk is found by hastorctl verify and repaired from the
+// primary.
+func TestReplicationVerifyRepairs(t *testing.T) {
+	c := syncedCluster(t, "C", "64MiB")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := c.login(ctx, 0)
+	writePattern(ctx, t, s, 0, 2048, 0x3C)
+	c.waitFor(0, "nothing pending", func(st *control.ReplicationStatus) bool { return st.Counters.Pending == 0 })
+	// Corrupt one 4 KiB block of beta's copy behind hastord's back.
+	f, err := os.OpenFile(c.image(1), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("corrupted by the test"), 1000*4096+123); err != nil {
+		t.Fatal(err)
+	}
+	f.Sync()
+	f.Close()
+	c.ctl(0, "verify", "r0")
+	st := c.waitFor(0, "the verify and its repair", func(st *control.ReplicationStatus) bool {
+		return strings.Contains(st.Message, "verify done") && inSync(st)
+	})
+	t.Logf("after verify: %s", st.Message)
+	if !strings.Contains(st.Message, "4.0 KiB out of sync") {
+		t.Fatalf("verify found the wrong amount: %q", st.Message)
+	}
+	size := c.lunSize(0)
+	c.daemon[0].Stop(t)
+	c.daemon[1].Stop(t)
+	if a, b := c.dataHash(0, size), c.dataHash(1, size); a != b {
+		t.Fatal("the corrupted block was not repaired")
+	}
+}

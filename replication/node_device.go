@@ -205,6 +205,13 @@ func (n *Node) Disconnect() error {
 	return err
 }
 
+// Verify starts an online verify from this node.
+func (n *Node) Verify() error {
+	var err error
+	n.step(func(m *Machine) { err = m.Verify() })
+	return err
+}
+
 // Invalidate marks the local data out of date for a full resync.
 func (n *Node) Invalidate() error {
 	var err error

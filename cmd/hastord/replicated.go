@@ -199,7 +199,11 @@ func (d *daemon) Verify(_ context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("%s: online verify is not implemented yet", l.cfg.VolumeID)
+	if err := l.repl.Verify(); err != nil {
+		return fmt.Errorf("%s: %w", l.cfg.VolumeID, err)
+	}
+	l.log.Info("online verify started")
+	return nil
 }
 
 // Invalidate implements control.ReplicationHandler.
@@ -241,21 +245,29 @@ func replStatus(l *lun, local string) *control.ReplicationStatus {
 	if st.PeerKnown {
 		rs.PeerRole = st.PeerRole.String()
 	}
-	if st.Resync {
-		p := &control.Progress{Kind: "bitmap", Direction: "target", Done: int64(st.ResyncDone), Total: int64(st.ResyncTotal), ETASeconds: -1}
+	progress := func(p *control.Progress, el time.Duration) *control.Progress {
+		p.ETASeconds = -1
+		if el > 0 && p.Done > 0 {
+			p.RateBps = int64(float64(p.Done) / el.Seconds())
+			if p.RateBps > 0 {
+				p.ETASeconds = (p.Total - p.Done) / p.RateBps
+			}
+		}
+		return p
+	}
+	switch {
+	case st.Resync:
+		p := &control.Progress{Kind: "bitmap", Direction: "target", Done: int64(st.ResyncDone), Total: int64(st.ResyncTotal)}
 		if st.ResyncFull {
 			p.Kind = "full"
 		}
 		if st.ResyncSource {
 			p.Direction = "source"
 		}
-		if el := st.ResyncElapsed; el > time.Second && p.Done > 0 {
-			p.RateBps = int64(float64(p.Done) / el.Seconds())
-			if p.RateBps > 0 {
-				p.ETASeconds = (p.Total - p.Done) / p.RateBps
-			}
-		}
-		rs.Resync = p
+		rs.Resync = progress(p, st.ResyncElapsed)
+	case st.Verify:
+		rs.Resync = progress(&control.Progress{Kind: "verify", Direction: "source", Done: int64(st.VerifyDone),
+			Total: int64(st.VerifyTotal), Found: int64(st.VerifyFound)}, st.VerifyElapsed)
 	}
 	for _, ps := range st.Link.Paths {
 		rs.Paths = append(rs.Paths, control.PathStatus{Local: ps.Local, Remote: ps.Remote, DataConns: ps.DataConns, DataUp: ps.DataUp,
