@@ -282,10 +282,10 @@ type resync struct {
 // extents of a crash. The node starts as secondary and not connecting.
 func NewMachine(cfg MachineConfig, sb meta.Superblock, bm *meta.Bitmap, al *meta.ActivityLog) *Machine {
 	if cfg.ResyncChunk <= 0 {
-		cfg.ResyncChunk = 256 << 10
+		cfg.ResyncChunk = 1 << 20
 	}
 	if cfg.ResyncWindow <= 0 {
-		cfg.ResyncWindow = 16
+		cfg.ResyncWindow = 32
 	}
 	m := &Machine{cfg: cfg, blocks: bm.Blocks(), sb: sb, bm: bm, al: al, ops: map[ReqID]*op{}, nextID: internalID, randUUID: cfg.RandUUID}
 	m.disk = DiskInconsistent

@@ -320,6 +320,7 @@ func (l *Link) dialLoop(ctx context.Context, path int, kind connKind) {
 		if err == nil {
 			lastErr = ""
 			l.serve(s, nc, path, kind)
+			continue // a connection that worked is re-dialled at once
 		} else if ctx.Err() == nil && err.Error() != lastErr {
 			lastErr = err.Error()
 			lvl := slog.LevelDebug
