@@ -126,6 +126,11 @@ type Link struct {
 	mu struct {
 		sync.Mutex
 		sess *Session
+		// ended are the IDs of recent sessions that ended here: a
+		// connection still carrying one is refused, so that both sides
+		// agree the session is over and the dialer starts a new one.
+		ended [16]uint64
+		next  int
 	}
 	sessions, retransmits atomic.Uint64
 	sent, recv            []atomic.Int64 // per path
@@ -258,6 +263,14 @@ func (l *Link) Stats() Stats {
 	return st
 }
 
+// sessionEnded records that session id ended.
+func (l *Link) sessionEnded(id uint64) {
+	l.mu.Lock()
+	l.mu.ended[l.mu.next%len(l.mu.ended)] = id
+	l.mu.next++
+	l.mu.Unlock()
+}
+
 func randomID() uint64 {
 	var b [8]byte
 	for {
@@ -280,13 +293,24 @@ func (l *Link) dialSession() *Session {
 	return s
 }
 
-// acceptSession returns the session with id, ending another live one.
+// acceptSession returns the session with id, ending another live one, or
+// nil when id is a session that already ended here.
 func (l *Link) acceptSession(id uint64) *Session {
 	l.mu.Lock()
 	old := l.mu.sess
 	if old != nil && old.id == id && !old.isDead() {
 		l.mu.Unlock()
 		return old
+	}
+	if old != nil && old.id == id {
+		l.mu.Unlock()
+		return nil // it ended (or is ending) here
+	}
+	for _, e := range l.mu.ended {
+		if e == id {
+			l.mu.Unlock()
+			return nil
+		}
 	}
 	s := newSession(l, id, old)
 	l.mu.sess = s
@@ -359,11 +383,12 @@ func (l *Link) acceptLoop(ctx context.Context, ln net.Listener, path int) {
 				l.log.Warn("refused a replication connection", "path", path, "from", nc.RemoteAddr().String(), "err", err)
 				return
 			}
-			if ctx.Err() != nil {
+			s := l.acceptSession(h.session)
+			if ctx.Err() != nil || s == nil {
 				nc.Close()
 				return
 			}
-			l.serve(l.acceptSession(h.session), nc, path, h.kind)
+			l.serve(s, nc, path, h.kind)
 		}()
 	}
 }

@@ -40,10 +40,12 @@ type txState struct {
 }
 
 type rxState struct {
-	expect    uint64
-	pending   map[uint64]*inMsg
-	queue     []*inMsg
-	delivered uint64 // last seq handed to the handler (and acknowledged)
+	expect     uint64
+	pending    map[uint64]*inMsg
+	queue      []*inMsg
+	delivered  uint64 // last seq handed to the handler (and acknowledged)
+	delivering bool   // a goroutine is draining queue
+	batch      []*inMsg
 }
 
 // Session is one session with the peer: see the package comment.
@@ -57,6 +59,7 @@ type Session struct {
 		err   error
 		conns []*conn
 		up    bool
+		upRan bool // Handler.Up has returned: delivery may start
 		tx    [2]txState
 		rx    [2]rxState
 	}
@@ -105,12 +108,14 @@ func (s *Session) attach(c *conn) bool {
 		}
 		s.l.sessions.Add(1)
 		s.l.log.Info("replication session started", "session", s.id)
-		for ch := range 2 {
-			s.deliver.Add(1)
-			go func() { defer s.deliver.Done(); s.deliverLoop(Channel(ch)) }()
-		}
 		s.l.h.Up(s)
+		s.mu.Lock()
+		s.mu.upRan = true
+		s.mu.Unlock()
 		close(s.upDone)
+		for ch := range Channel(2) {
+			s.drain(ch)
+		}
 	}
 	return true
 }
@@ -256,6 +261,16 @@ func (s *Session) acked(ch Channel, seq uint64) {
 
 // received queues a message for in-order delivery, dropping duplicates.
 func (s *Session) received(ch Channel, m *inMsg) error {
+	if err := s.queueIn(ch, m); err != nil {
+		return err
+	}
+	s.drain(ch)
+	return nil
+}
+
+// queueIn puts m in channel ch's reorder buffer and moves what is now in
+// order to the delivery queue.
+func (s *Session) queueIn(ch Channel, m *inMsg) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rx := &s.mu.rx[ch]
@@ -277,48 +292,56 @@ func (s *Session) received(ch Channel, m *inMsg) error {
 		rx.queue = append(rx.queue, x)
 		rx.expect++
 	}
-	s.cond.Broadcast()
 	return nil
 }
 
-// deliverLoop hands channel ch's messages to the handler in order and
-// acknowledges them.
-func (s *Session) deliverLoop(ch Channel) {
-	<-s.upDone
-	var batch []*inMsg
-	for {
-		s.mu.Lock()
-		for len(s.mu.rx[ch].queue) == 0 && !s.mu.dead {
-			s.cond.Wait()
-		}
-		if s.mu.dead {
-			rx := &s.mu.rx[ch]
-			for _, m := range rx.queue {
-				s.l.cfg.Free(m.data)
-			}
-			for _, m := range rx.pending {
-				s.l.cfg.Free(m.data)
-			}
-			rx.queue, rx.pending = nil, nil
-			s.mu.Unlock()
-			return
-		}
-		batch = append(batch[:0], s.mu.rx[ch].queue...)
-		clear(s.mu.rx[ch].queue)
-		s.mu.rx[ch].queue = s.mu.rx[ch].queue[:0]
+// drain hands channel ch's queued messages to the handler in order and
+// acknowledges them. The goroutine that finds messages queued and nobody
+// delivering does it (usually a connection's reader, so a message reaches
+// the handler without a hand-off); the others leave them to it.
+func (s *Session) drain(ch Channel) {
+	s.mu.Lock()
+	rx := &s.mu.rx[ch]
+	if rx.delivering || len(rx.queue) == 0 || s.mu.dead || !s.mu.upRan {
 		s.mu.Unlock()
-		for _, m := range batch {
+		return
+	}
+	rx.delivering = true
+	s.deliver.Add(1)
+	defer s.deliver.Done()
+	for len(rx.queue) > 0 && !s.mu.dead {
+		rx.batch = append(rx.batch[:0], rx.queue...)
+		clear(rx.queue)
+		rx.queue = rx.queue[:0]
+		s.mu.Unlock()
+		for _, m := range rx.batch {
 			s.l.h.Deliver(s, ch, m.typ, m.meta, m.data)
 		}
-		last := batch[len(batch)-1].seq
-		clear(batch)
+		last := rx.batch[len(rx.batch)-1].seq
+		clear(rx.batch)
 		s.mu.Lock()
-		s.mu.rx[ch].delivered = last
+		rx.delivered = last
 		if c := s.pickLocked(Control); c != nil && !s.mu.dead {
 			c.enqueue(frame{typ: typeAck, ch: ch, seq: last})
 		}
-		s.mu.Unlock()
 	}
+	rx.delivering = false
+	if s.mu.dead {
+		s.freeRxLocked(ch)
+	}
+	s.mu.Unlock()
+}
+
+// freeRxLocked drops channel ch's undelivered messages.
+func (s *Session) freeRxLocked(ch Channel) {
+	rx := &s.mu.rx[ch]
+	for _, m := range rx.queue {
+		s.l.cfg.Free(m.data)
+	}
+	for _, m := range rx.pending {
+		s.l.cfg.Free(m.data)
+	}
+	rx.queue, rx.pending = nil, nil
 }
 
 // Close ends the session: its connections are closed, unacknowledged
@@ -340,8 +363,14 @@ func (s *Session) Close(err error) {
 		s.mu.tx[ch].bytes = 0
 	}
 	up := s.mu.up
+	for ch := range s.mu.rx {
+		if !s.mu.rx[ch].delivering {
+			s.freeRxLocked(Channel(ch))
+		}
+	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
+	s.l.sessionEnded(s.id) // after s.mu: the Link's lock comes first
 	for _, c := range conns {
 		c.close(err)
 	}
