@@ -236,6 +236,11 @@ type Machine struct {
 
 	randUUID    func() genid.UUID
 	uuidCounter uint64
+
+	// lingerErr closes the session at lingerUntil (a refused handshake
+	// gives the peer time to receive our state).
+	lingerErr   error
+	lingerUntil time.Duration
 }
 
 // Counters are the DRBD-style statistics of a resource.
@@ -443,6 +448,10 @@ func (m *Machine) Tick(now time.Duration) {
 		dt = 0
 	}
 	m.now = now
+	if m.lingerErr != nil && m.sessionUp && now >= m.lingerUntil {
+		m.closeSession(m.lingerErr)
+		m.lingerErr = nil
+	}
 	if m.rs.active && m.rs.source {
 		rate := m.cfg.MaxRate
 		if m.rs.appActive && m.cfg.MinRate > 0 {
@@ -755,6 +764,10 @@ func (m *Machine) complete(o *op, err error) {
 // PeerUp records that a session with the peer started (id is its
 // identifier). The driver then delivers the peer's messages.
 func (m *Machine) PeerUp(id uint64) {
+	if m.sessionUp {
+		m.PeerDown(m.session, errors.New("replaced by a new session"))
+	}
+	m.lingerErr = nil
 	if !m.wantConnect {
 		m.closeSession(errors.New("not connecting (hastorctl connect)"))
 		return
@@ -792,6 +805,7 @@ func (m *Machine) PeerDown(id uint64, err error) {
 	}
 	wasReplicating := m.conn.replicating()
 	m.sessionUp = false
+	m.lingerErr = nil
 	// Every write the peer may lack is now out of sync.
 	for _, o := range m.ops {
 		if o.kind == opRead && !o.completed {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"hastor/replication/genid"
 	"hastor/replication/meta"
@@ -15,7 +16,7 @@ import (
 // it (it then hands it back in a LocalIO or Out action, and the driver
 // frees it after that action). A malformed message ends the session.
 func (m *Machine) Receive(msg Msg, data []byte) (kept bool) {
-	if !m.sessionUp {
+	if !m.sessionUp || m.conn == SplitBrain || m.conn == Unrelated {
 		return false
 	}
 	m.stats.Received += uint64(len(data))
@@ -149,7 +150,10 @@ func (m *Machine) decide() {
 		m.conn = c
 		m.message = msg
 		m.wantConnect = false
-		m.closeSession(fmt.Errorf("%s", msg))
+		// Close a moment later, so that the peer gets our state first
+		// and reaches the same verdict (see Tick).
+		m.lingerErr = fmt.Errorf("%s", msg)
+		m.lingerUntil = m.now + time.Second
 		m.out.StateChanged = true
 	}
 	if m.peer.size != m.cfg.DataSize {
