@@ -168,8 +168,6 @@ type op struct {
 	zero      bool
 	recheck   bool // a verify read checking a block a second time
 	digest    []byte
-	// waitFor: peer ops that must finish first (overlap or barrier).
-	waitFor int
 }
 
 // peerInfo is what the peer told about itself.
