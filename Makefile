@@ -33,6 +33,9 @@ fuzz:
 	$(GO) test ./target -run '^$$' -fuzz FuzzConnection -fuzztime $(FUZZTIME)
 	$(GO) test ./target/scsi -run '^$$' -fuzz FuzzDecodeExecute -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./replication -run '^$$' -fuzz FuzzMsg -fuzztime $(FUZZTIME)
+	$(GO) test ./replication/transport -run '^$$' -fuzz FuzzFrame -fuzztime $(FUZZTIME)
+	$(GO) test ./replication/transport -run '^$$' -fuzz FuzzHello -fuzztime $(FUZZTIME)
 
 # The side-by-side benchmark against other targets (see docs/benchmarks.md).
 bench:
