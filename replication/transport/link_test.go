@@ -384,3 +384,29 @@ func FuzzHello(f *testing.F) {
 		}
 	})
 }
+
+// TestKoCount: a peer that stops consuming (its handler blocks) is given
+// timeout × ko-count, then the session ends on the sender's side, so a
+// slow peer cannot freeze the sender forever.
+func TestKoCount(t *testing.T) {
+	_, _, ra, rb := pair(t, 1, func(a, b *Config) {
+		a.Timeout, a.KoCount = 200*time.Millisecond, 2
+	})
+	s := waitUp(t, ra)
+	waitUp(t, rb)
+	block := make(chan struct{})
+	defer close(block)
+	rb.mu.Lock()
+	rb.blockDel = block
+	rb.mu.Unlock()
+	failed := make(chan error, 1)
+	send(t, s, Data, 0, 100, func(err error) { failed <- err })
+	select {
+	case err := <-failed:
+		if !errors.Is(err, ErrSessionLost) {
+			t.Fatalf("Done: %v, want ErrSessionLost", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the session outlived timeout × ko-count")
+	}
+}
