@@ -204,8 +204,8 @@ func TestInOrderExactlyOnce(t *testing.T) {
 	acked.Wait()
 	st := a.Stats()
 	for i, p := range st.Paths {
-		if p.BytesSent == 0 {
-			t.Errorf("path %d carried nothing: %+v", i, st)
+		if p.BytesSent < 1<<20 {
+			t.Errorf("path %d carried almost nothing: %+v", i, st)
 		}
 	}
 }

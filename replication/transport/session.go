@@ -60,6 +60,7 @@ type Session struct {
 		conns []*conn
 		up    bool
 		upRan bool // Handler.Up has returned: delivery may start
+		rr    int  // round-robin start for pickLocked
 		tx    [2]txState
 		rx    [2]rxState
 	}
@@ -168,14 +169,18 @@ func (s *Session) reackLocked() {
 }
 
 // pickLocked returns the live connection for channel ch with the fewest
-// queued bytes, preferring connections of ch's kind.
+// queued bytes, preferring connections of ch's kind. Ties (idle
+// connections) go round-robin, so that every connection carries traffic.
 func (s *Session) pickLocked(ch Channel) *conn {
 	want := kindData
 	if ch == Control {
 		want = kindControl
 	}
 	var best, any *conn
-	for _, c := range s.mu.conns {
+	n := len(s.mu.conns)
+	s.mu.rr++
+	for i := range n {
+		c := s.mu.conns[(s.mu.rr+i)%n]
 		if c.isClosed() {
 			continue
 		}
@@ -189,7 +194,7 @@ func (s *Session) pickLocked(ch Channel) *conn {
 	if best == nil {
 		best = any
 	}
-	if best == nil && len(s.mu.conns) > 0 {
+	if best == nil && n > 0 {
 		best = s.mu.conns[0]
 	}
 	return best
