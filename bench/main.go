@@ -451,7 +451,7 @@ func fioVersion(ctx context.Context, bin string) string {
 // writeReport writes results.json and results.md (and -out).
 func (h *harness) writeReport(rep *report) error {
 	if t := h.replResync; t != nil {
-		rep.Resync = &resyncFigures{Bytes: t.resyncBytes, Seconds: t.resyncElapsed.Seconds(), LinkMBps: t.linkMBps}
+		rep.Resync = &resyncFigures{Bytes: t.resyncBytes, Seconds: t.resyncElapsed.Seconds(), LinkMBps: t.linkMBps, DiskMBps: t.diskMBps}
 	}
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {

@@ -11,33 +11,31 @@ import (
 // MsgType is the type of a message between the two nodes of a resource.
 type MsgType uint8
 
-// Message types. Data-channel messages are delivered in the order they were
-// sent, with writes among them; control-channel messages in their own order.
+// Message types. Each channel delivers in the order it was sent; the two
+// channels are not ordered with each other (see onData). [c] marks the
+// control channel, the rest travel on the data channel with the writes.
 const (
-	// Control channel.
 	MsgState        MsgType = 1 + iota // role, disk state, generation identifiers, flags, size
-	MsgRecvAck                         // protocol B: the write ID was received
-	MsgWriteAck                        // the write ID is on the peer's disk (Status != 0: it failed)
-	MsgFlushAck                        // the flush ID and every write before it are durable on the peer
-	MsgResyncAck                       // resync data ID was written (or found equal)
-	MsgChecksumMiss                    // checksum resync: the block range ID differs; send the data
-	MsgVerifyReply                     // verify: Flags holds the mismatch mask of the range
+	MsgRecvAck                         // [c] protocol B: the write ID was received
+	MsgWriteAck                        // [c] the write ID is on the peer's disk (Status != 0: it failed)
+	MsgFlushAck                        // [c] the flush ID and every write before it are durable on the peer
+	MsgResyncAck                       // [c] resync data ID was written (or found equal)
+	MsgChecksumMiss                    // [c] checksum resync: the block range ID differs; send the data
+	MsgVerifyReply                     // [c] verify: Flags holds the mismatch mask of the range
 	MsgVerifyDone                      // verify finished on the source; Len = bytes found out of sync
-	MsgReadReply                       // a read the detached primary asked for; Data holds the blocks
+	MsgReadReply                       // [c] a read the detached primary asked for; Data holds the blocks
 	MsgNeedFull                        // the peer asks for a full resync (invalidate while connected)
-
-	// Data channel.
-	MsgWrite      // application write: Off, Len, Flags&FlagFUA; Data holds the blocks
-	MsgFlush      // barrier: flush after every earlier write
-	MsgBitmap     // bitmap exchange: Data holds (first, end) block pairs, little-endian u64
-	MsgBitmapDone // end of the sender's bitmap
-	MsgResyncData // resync: Off, Len; Data holds the blocks
-	MsgResyncZero // resync: Off, Len read as zeros on the source (discard or write zeros)
-	MsgChecksum   // checksum resync: Data holds one SHA-256 digest of the range
-	MsgResyncDone // the resync is complete; UUIDs are the source's after FinishSyncSource
-	MsgVerifyReq  // verify: Data holds 8-byte digests of each 4 KiB block of the range
-	MsgMarkOOS    // verify: mark Off, Len out of sync (found twice different)
-	MsgReadReq    // the detached primary asks for blocks Off, Len
+	MsgWrite                           // application write: Off, Len, Flags&FlagFUA; Data holds the blocks
+	MsgFlush                           // barrier: flush after every earlier write
+	MsgBitmap                          // bitmap exchange: Data holds (first, end) block pairs, little-endian u64
+	MsgBitmapDone                      // end of the sender's bitmap
+	MsgResyncData                      // resync: Off, Len; Data holds the blocks
+	MsgResyncZero                      // resync: Off, Len read as zeros on the source (discard or write zeros)
+	MsgChecksum                        // checksum resync: Data holds one SHA-256 digest of the range
+	MsgResyncDone                      // the resync is complete; UUIDs are the source's after FinishSyncSource
+	MsgVerifyReq                       // verify: Data holds 8-byte digests of each 4 KiB block of the range
+	MsgMarkOOS                         // verify: mark Off, Len out of sync (found twice different)
+	MsgReadReq                         // the detached primary asks for blocks Off, Len
 	msgTypeEnd
 )
 
@@ -155,4 +153,10 @@ func decodeMsg(t MsgType, meta []byte) (Msg, error) {
 }
 
 // onData reports whether messages of type t travel on the data channel.
-func (t MsgType) onData() bool { return t >= MsgWrite }
+// The two channels are not ordered with each other, so everything whose
+// meaning depends on what was sent before it (state changes, the end of a
+// verify) travels with the data; only answers, which name what they
+// answer, take the control channel.
+func (t MsgType) onData() bool {
+	return t >= MsgWrite || t == MsgState || t == MsgVerifyDone || t == MsgNeedFull
+}

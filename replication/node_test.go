@@ -12,7 +12,7 @@ import (
 	"hastor/replication/transport"
 )
 
-func loopAddr(t *testing.T) string {
+func loopAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

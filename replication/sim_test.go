@@ -13,12 +13,13 @@ import (
 )
 
 // simNode is one node of a simulated two-node resource: a machine, its
-// disk as a byte slice, and its inbox of messages from the peer.
+// disk as a byte slice, and its inboxes of messages from the peer, one per
+// transport channel (control, data).
 type simNode struct {
 	name  string
 	m     *Machine
 	disk  []byte
-	inbox []Out
+	inbox [2][]Out
 	done  map[ReqID]error
 	// app holds the data of application writes by ID until issued.
 	app map[ReqID][]byte
@@ -31,7 +32,9 @@ type simNode struct {
 }
 
 // sim runs two machines deterministically: every action is carried out at
-// once, messages are delivered in order, and the link can be cut.
+// once, messages are delivered in order per channel, and the link can be
+// cut. As over the real transport, the control and data channels are not
+// ordered with each other: a seeded random choice says which delivers next.
 type sim struct {
 	t       *testing.T
 	n       [2]*simNode
@@ -39,14 +42,16 @@ type sim struct {
 	hold    bool // messages stay in the inboxes
 	session uint64
 	nextReq ReqID
+	rng     *rand.Rand
 }
 
 const simSize = 64 << 20
 
-func newSim(t *testing.T, proto Protocol) *sim { return newSimCfg(t, proto, false) }
+func newSim(t *testing.T, proto Protocol) *sim { return newSimCfg(t, proto, false, 1) }
 
-func newSimCfg(t *testing.T, proto Protocol, checksum bool) *sim {
-	s := &sim{t: t}
+// newSimCfg makes a sim whose scheduler is seeded with seed.
+func newSimCfg(t *testing.T, proto Protocol, checksum bool, seed uint64) *sim {
+	s := &sim{t: t, rng: rand.New(rand.NewPCG(seed, uint64(proto)))}
 	for i := range s.n {
 		cfg := MachineConfig{Protocol: proto, DataSize: simSize, Tiebreak: i == 0, ResyncChunk: 64 << 10, ResyncWindow: 4, Checksum: checksum}
 		bm := meta.NewBitmap(simSize / meta.BlockSize)
@@ -58,30 +63,40 @@ func newSimCfg(t *testing.T, proto Protocol, checksum bool) *sim {
 	return s
 }
 
-// run carries out actions until both machines are quiet.
+// run carries out actions until both machines are quiet. Each step picks
+// one enabled action at random (seeded): a node's pending Ready, or the
+// next message of one of its two inboxes.
 func (s *sim) run() {
-	for range 100000 {
-		busy := false
+	type action struct{ node, ch int } // ch -1: Ready
+	var acts []action
+	for range 1000000 {
+		acts = acts[:0]
 		for i, n := range s.n {
-			peer := s.n[1-i]
 			if n.m.HasReady() {
-				busy = true
-				s.apply(n, peer, n.m.Ready())
+				acts = append(acts, action{i, -1})
 			}
-			if s.up && !s.hold && len(n.inbox) > 0 {
-				busy = true
-				o := n.inbox[0]
-				n.inbox = n.inbox[1:]
-				msg, err := decodeMsg(o.Msg.Type, o.Msg.encode(nil))
-				if err != nil {
-					s.t.Fatal(err)
+			for ch := range n.inbox {
+				if s.up && !s.hold && len(n.inbox[ch]) > 0 {
+					acts = append(acts, action{i, ch})
 				}
-				n.m.Receive(msg, o.Data)
 			}
 		}
-		if !busy {
+		if len(acts) == 0 {
 			return
 		}
+		a := acts[s.rng.IntN(len(acts))]
+		n := s.n[a.node]
+		if a.ch < 0 {
+			s.apply(n, s.n[1-a.node], n.m.Ready())
+			continue
+		}
+		o := n.inbox[a.ch][0]
+		n.inbox[a.ch] = n.inbox[a.ch][1:]
+		msg, err := decodeMsg(o.Msg.Type, o.Msg.encode(nil))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		n.m.Receive(msg, o.Data)
 	}
 	s.t.Fatal("simulation does not settle")
 }
@@ -92,7 +107,11 @@ func (s *sim) apply(n, peer *simNode, rd Ready) {
 			o.Data = bytes.Clone(o.Data)
 		}
 		if s.up {
-			peer.inbox = append(peer.inbox, o)
+			ch := 0
+			if o.Msg.Type.onData() {
+				ch = 1
+			}
+			peer.inbox[ch] = append(peer.inbox[ch], o)
 		}
 	}
 	if rd.PersistSB != nil {
@@ -182,7 +201,7 @@ func (s *sim) connect() {
 	s.session++
 	s.up = true
 	for _, n := range s.n {
-		n.inbox = nil
+		n.inbox = [2][]Out{}
 		n.m.PeerUp(s.session)
 	}
 	s.run()
@@ -191,7 +210,7 @@ func (s *sim) connect() {
 func (s *sim) cut() {
 	s.up = false
 	for _, n := range s.n {
-		n.inbox = nil
+		n.inbox = [2][]Out{}
 		n.m.PeerDown(s.session, fmt.Errorf("cut"))
 	}
 }
@@ -273,8 +292,10 @@ func TestSimFirstFullSync(t *testing.T) {
 	}
 }
 
-func connected(t *testing.T, proto Protocol) *sim {
-	s := newSim(t, proto)
+func connected(t *testing.T, proto Protocol) *sim { return connectedSeed(t, proto, 1) }
+
+func connectedSeed(t *testing.T, proto Protocol, seed uint64) *sim {
+	s := newSimCfg(t, proto, false, seed)
 	for i := range s.n {
 		s.n[i].m.Connect(false)
 	}
@@ -359,36 +380,40 @@ func TestSimSplitBrainDetected(t *testing.T) {
 // protocol and checks after every reconnect that the disks are identical,
 // and that every acknowledged write is on the primary.
 func TestSimRandom(t *testing.T) {
-	for _, p := range []Protocol{ProtocolA, ProtocolB, ProtocolC} {
-		t.Run(p.String(), func(t *testing.T) {
-			s := connected(t, p)
-			rng := rand.New(rand.NewPCG(1, uint64(p)))
-			model := map[int64]byte{}
-			for step := range 2000 {
-				switch r := rng.IntN(100); {
-				case r < 3 && s.up:
-					s.cut()
-					s.run()
-				case r < 6 && !s.up:
-					s.connect()
-					if !s.same() {
-						t.Fatalf("step %d: disks differ after reconnect", step)
-					}
-				default:
-					blk := rng.Int64N(simSize / 4096 / 4)
-					v := byte(rng.IntN(255) + 1)
-					if err := s.write(0, blk*4096, 4096, v); err != nil {
-						t.Fatal(err)
-					}
-					model[blk] = v
-				}
+	for seed := range uint64(4) {
+		for _, p := range []Protocol{ProtocolA, ProtocolB, ProtocolC} {
+			t.Run(fmt.Sprintf("%s/seed%d", p, seed), func(t *testing.T) { simRandom(t, p, seed) })
+		}
+	}
+}
+
+func simRandom(t *testing.T, p Protocol, seed uint64) {
+	s := connectedSeed(t, p, seed)
+	rng := rand.New(rand.NewPCG(seed, uint64(p)))
+	model := map[int64]byte{}
+	for step := range 2000 {
+		switch r := rng.IntN(100); {
+		case r < 3 && s.up:
+			s.cut()
+			s.run()
+		case r < 6 && !s.up:
+			s.connect()
+			if !s.same() {
+				t.Fatalf("step %d: disks differ after reconnect", step)
 			}
-			for blk, v := range model {
-				if s.n[0].disk[blk*4096] != v {
-					t.Fatalf("block %d: %d, want %d", blk, s.n[0].disk[blk*4096], v)
-				}
+		default:
+			blk := rng.Int64N(simSize / 4096 / 4)
+			v := byte(rng.IntN(255) + 1)
+			if err := s.write(0, blk*4096, 4096, v); err != nil {
+				t.Fatal(err)
 			}
-		})
+			model[blk] = v
+		}
+	}
+	for blk, v := range model {
+		if s.n[0].disk[blk*4096] != v {
+			t.Fatalf("block %d: %d, want %d", blk, s.n[0].disk[blk*4096], v)
+		}
 	}
 }
 
@@ -577,7 +602,7 @@ func TestSimDetachOnIOError(t *testing.T) {
 // TestSimChecksumResync: with checksum-based resync, blocks marked out of
 // sync whose contents are in fact equal are not sent.
 func TestSimChecksumResync(t *testing.T) {
-	s := newSimCfg(t, ProtocolC, true)
+	s := newSimCfg(t, ProtocolC, true, 1)
 	for i := range s.n {
 		s.n[i].m.Connect(false)
 	}
