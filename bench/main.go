@@ -91,7 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	cfg := config{size: defaultSize}
 	quick := fs.Bool("quick", false, "smoke run: 3 s per job, 1 s ramp, 256 MiB LUN (explicit -runtime, -ramp, -size win)")
-	fs.StringVar(&cfg.targets, "targets", "all", "comma-separated targets: raw,hastord,hastord-crypt,hastord-repl,tgt-direct,tgt-buffered,istgt,gotgt")
+	fs.StringVar(&cfg.targets, "targets", "all", "comma-separated targets: raw,hastord,hastord-crypt,hastord-repl,hastord-repl-ram,tgt-direct,tgt-buffered,istgt,gotgt")
 	fs.StringVar(&cfg.jobs, "jobs", "all", "comma-separated jobs or name prefixes, e.g. randread or seqwrite-1m-qd32; "+jobNames(allJobs()))
 	fs.Var(&cfg.size, "size", "LUN size = backing file size, a multiple of 1 MiB (e.g. 4GiB, 512MiB)")
 	fs.DurationVar(&cfg.runtime, "runtime", defaultRuntime, "measured time per job")
@@ -168,9 +168,8 @@ type harness struct {
 	backing    string
 	fio        string
 	depsTried  bool
-	// replResync is the replicated target once it has measured its first
-	// full sync and the link.
-	replResync *replTarget
+	// resync collects the replicated targets' first full syncs.
+	resync []resyncFigures
 }
 
 func (h *harness) logf(format string, args ...any) { h.log.Info(fmt.Sprintf(format, args...)) }
@@ -450,9 +449,7 @@ func fioVersion(ctx context.Context, bin string) string {
 
 // writeReport writes results.json and results.md (and -out).
 func (h *harness) writeReport(rep *report) error {
-	if t := h.replResync; t != nil {
-		rep.Resync = &resyncFigures{Bytes: t.resyncBytes, Seconds: t.resyncElapsed.Seconds(), LinkMBps: t.linkMBps, DiskMBps: t.diskMBps}
-	}
+	rep.Resync = h.resync
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err

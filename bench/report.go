@@ -59,19 +59,20 @@ type report struct {
 	Jobs       []string      `json:"jobs"`
 	Targets    []targetInfo  `json:"targets"`
 	Results    []result      `json:"results"`
-	// Resync is the replicated target's first full sync, when it ran.
-	Resync *resyncFigures `json:"resync,omitempty"`
+	// Resync holds each replicated target's first full sync.
+	Resync []resyncFigures `json:"resync,omitempty"`
 }
 
 // resyncFigures are the replicated target's first full sync and the link
 // it ran over.
 type resyncFigures struct {
+	Target   string  `json:"target"`
 	Bytes    int64   `json:"bytes"`
 	Seconds  float64 `json:"seconds"`
 	LinkMBps float64 `json:"link_mb_per_s"`
 	// DiskMBps is an O_DIRECT copy of the primary's backing file to the
-	// secondary's, both on this machine's one disk: what a resync needs
-	// from the disk, without the network.
+	// secondary's: what a resync needs from the disks, without the
+	// network.
 	DiskMBps float64 `json:"disk_mb_per_s"`
 }
 
@@ -177,11 +178,13 @@ func renderMarkdown(w io.Writer, r *report) {
 	if ec := encryptionCost(r); ec != "" {
 		p("\nEncrypted LUN vs plain LUN (hastord-crypt ÷ hastord, IOPS): %s\n", ec)
 	}
-	if rc := replicationCost(r); rc != "" {
-		p("\nReplicated LUN vs plain LUN (hastord-repl ÷ hastord, IOPS; protocol C): %s\n", rc)
+	for _, name := range []string{"hastord-repl", "hastord-repl-ram"} {
+		if rc := replicationCost(r, name); rc != "" {
+			p("\nReplicated LUN vs plain LUN (%s ÷ hastord, IOPS; protocol C): %s\n", name, rc)
+		}
 	}
-	if rs := resyncLine(r); rs != "" {
-		p("\nResync (first full sync of the filled backing file to the secondary, idle): %s\n", rs)
+	for _, rs := range r.Resync {
+		p("\nResync (%s: first full sync of the filled backing file to the secondary, idle): %s\n", rs.Target, resyncLine(rs))
 	}
 	p("\nMB/s is 10^6 bytes/s. Target CPU is the target process's utime+stime (all threads, /proc/PID/stat) " +
 		"over the measured run, divided by the I/Os fio completed in it; fio CPU is fio's own usr+sys time per I/O. " +
@@ -229,12 +232,12 @@ func encryptionCost(r *report) string {
 	return strings.Join(parts, ", ")
 }
 
-// replicationCost compares the replicated LUN with the plain one.
-func replicationCost(r *report) string {
+// replicationCost compares a replicated target's LUN with the plain one.
+func replicationCost(r *report, target string) string {
 	var parts []string
 	for _, job := range r.Jobs {
 		plain, ok1 := r.find("hastord", job)
-		rep, ok2 := r.find("hastord-repl", job)
+		rep, ok2 := r.find(target, job)
 		if ok1 && ok2 && plain.IOPS > 0 && plain.Err == "" && rep.Err == "" {
 			parts = append(parts, fmt.Sprintf("%s %s×", job, fmtFloat(rep.IOPS/plain.IOPS, 2)))
 		}
@@ -244,10 +247,9 @@ func replicationCost(r *report) string {
 
 // resyncLine reports the resync throughput against min(link, disk), the
 // disk being the O_DIRECT copy the harness measured before the sync.
-func resyncLine(r *report) string {
-	rs := r.Resync
-	if rs == nil || rs.Seconds <= 0 {
-		return ""
+func resyncLine(rs resyncFigures) string {
+	if rs.Seconds <= 0 {
+		return "not measured"
 	}
 	mbps := float64(rs.Bytes) / rs.Seconds / 1e6
 	lim := min(rs.LinkMBps, rs.DiskMBps)

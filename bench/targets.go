@@ -59,6 +59,7 @@ func allTargets() []target {
 		&hastordTarget{},
 		&hastordTarget{crypt: true},
 		&replTarget{},
+		&replTarget{ramPeer: true},
 		&tgtTarget{direct: true},
 		&tgtTarget{direct: false},
 		&istgtTarget{},
