@@ -202,7 +202,12 @@ type LUN struct {
 	// the decrypted data area that follows its header. For an image file,
 	// size is the size of the whole file, header included, and the file
 	// must already exist (hastorctl format --size creates it). Until hastord
-	// has the volume key the LUN answers NOT READY.
+	// has the volume key the LUN answers NOT READY. A replicated LUN's
+	// header is part of the replicated data: format the backing store of
+	// the node that is forced primary first; its peer receives the header
+	// with the first sync. The volume is opened (and its key_file read)
+	// on the node that is primary, and closed, its key destroyed, when
+	// that node becomes secondary.
 	Encryption *Encryption `yaml:"encryption"`
 	// Replication, when present, mirrors the LUN synchronously to a second
 	// node (see Replication). path is then the default backing path of

@@ -298,12 +298,6 @@ func (v *validator) checkReplication(cfg *Config, l *LUN, path string, addrs rep
 	if l.ReadOnly {
 		v.addf(path, "a read_only LUN cannot be replicated")
 	}
-	if l.Encryption != nil {
-		// The LUKS2 header travels with the data, so a fresh secondary
-		// has none to open until its first sync; hastord cannot yet open
-		// the volume late.
-		v.addf(path, "an encrypted LUN cannot be replicated yet; remove encryption or replication")
-	}
 	pp := path + ".protocol"
 	switch strings.ToUpper(r.Protocol) {
 	case "":

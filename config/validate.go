@@ -146,7 +146,9 @@ func (v *validator) checkControlSocket(cfg *Config) {
 // resolved path and info its stat result (nil if it does not exist).
 func (v *validator) checkEncryption(l *LUN, path, full string, info fs.FileInfo) {
 	e := l.Encryption
-	if info == nil && !strings.HasPrefix(full, "/dev/") {
+	// A replicated LUN's header travels with its data: only the node
+	// forced primary first needs it formatted, the other gets it by sync.
+	if info == nil && !strings.HasPrefix(full, "/dev/") && l.Replication == nil {
 		v.addf(path+".path", "%s does not exist; an encrypted LUN's image must be formatted first: hastorctl format --size %s %s",
 			full, l.Size, full)
 	}

@@ -11,13 +11,15 @@ import (
 )
 
 // Volume is an encrypted LUN's backing store: a LUKS2 volume whose data
-// segment is served through a Device. The header is read through the
-// page cache with a plain read-only descriptor of the same path, each time
-// it is needed, so keyslots that hastorctl adds while hastord runs are
-// seen; hastord never writes the header.
+// segment is served through a Device. The header is read each time it is
+// needed, so keyslots that hastorctl adds while hastord runs are seen;
+// hastord never writes the header. OpenVolume reads it through the page
+// cache with a plain read-only descriptor of the volume's path;
+// OpenVolumeOn through the data-path device itself.
 type Volume struct {
-	path string
-	dev  *Device
+	name   string
+	header func() (luks2.Storage, func(), error) // opens the header for reading
+	dev    *Device
 
 	mu sync.Mutex // serialises Unlock
 }
@@ -31,33 +33,58 @@ var ErrHeaderChanged = errors.New("LUKS2 header changed while the volume is serv
 // the data-path device opened on the same path; the Volume's Device owns
 // it from now on.
 func OpenVolume(path string, inner blockdev.Device) (*Volume, error) {
-	lay, err := readLayout(path)
+	return openVolume(path, inner, func() (luks2.Storage, func(), error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open LUKS2 volume: %w", err)
+		}
+		return luks2.File{File: f}, func() { f.Close() }, nil
+	})
+}
+
+// OpenVolumeOn is OpenVolume for a volume whose header is read through
+// inner itself, with O_DIRECT-aligned reads: a replicated device, whose
+// header travels with its data and is readable only where it is primary.
+// name names the volume in errors.
+func OpenVolumeOn(name string, inner blockdev.Device) (*Volume, error) {
+	return openVolume(name, inner, func() (luks2.Storage, func(), error) {
+		return DeviceStorage{Dev: inner}, func() {}, nil
+	})
+}
+
+func openVolume(name string, inner blockdev.Device, header func() (luks2.Storage, func(), error)) (*Volume, error) {
+	lv, done, err := openHeader(name, header)
+	if err != nil {
+		return nil, err
+	}
+	lay, err := layoutOf(lv)
+	done()
 	if err != nil {
 		return nil, err
 	}
 	dev, err := NewDevice(inner, lay)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return &Volume{path: path, dev: dev}, nil
+	return &Volume{name: name, header: header, dev: dev}, nil
+}
+
+// openHeader opens and parses the header; done releases it.
+func openHeader(name string, header func() (luks2.Storage, func(), error)) (*luks2.Volume, func(), error) {
+	st, done, err := header()
+	if err != nil {
+		return nil, nil, err
+	}
+	lv, err := luks2.Open(st)
+	if err != nil {
+		done()
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return lv, done, nil
 }
 
 // Device returns the Volume's data device.
 func (v *Volume) Device() *Device { return v.dev }
-
-// readLayout reads the header at path and returns its data segment.
-func readLayout(path string) (Layout, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Layout{}, fmt.Errorf("open LUKS2 volume: %w", err)
-	}
-	defer f.Close()
-	lv, err := luks2.Open(luks2.File{File: f})
-	if err != nil {
-		return Layout{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return layoutOf(lv)
-}
 
 func layoutOf(lv *luks2.Volume) (Layout, error) {
 	if c := lv.Cipher(); c != "aes-xts-plain64" {
@@ -81,15 +108,11 @@ func (v *Volume) Unlock(passphrase []byte) (slot int, err error) {
 	if v.dev.Ready() == nil {
 		return -1, ErrAlreadyUnlocked
 	}
-	f, err := os.Open(v.path)
+	lv, done, err := openHeader(v.name, v.header)
 	if err != nil {
-		return -1, fmt.Errorf("open LUKS2 volume: %w", err)
+		return -1, err
 	}
-	defer f.Close()
-	lv, err := luks2.Open(luks2.File{File: f})
-	if err != nil {
-		return -1, fmt.Errorf("%s: %w", v.path, err)
-	}
+	defer done()
 	lay, err := layoutOf(lv)
 	if err != nil {
 		return -1, err

@@ -1,6 +1,7 @@
 package itest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"hastor/internal/hastordtest"
 	"hastor/internal/initiator"
 	"hastor/internal/netnstest"
+	"hastor/replication/meta"
 )
 
 const replIQN = "iqn.2026-11.dev.hastor:repl"
@@ -474,5 +476,96 @@ func TestReplicationVerifyRepairs(t *testing.T) {
 	c.daemon[1].Stop(t)
 	if a, b := c.dataHash(0, size), c.dataHash(1, size); a != b {
 		t.Fatal("the corrupted block was not repaired")
+	}
+}
+
+// TestReplicationEncrypted: an encrypted LUN is replicated below its
+// encryption layer. The LUKS2 header formatted on alpha reaches beta with
+// the first full sync; only ciphertext crosses the wire and lands on
+// beta's disk (beta's data area equals alpha's, and holds no plaintext);
+// the volume opens, from its key file, on whichever node is primary, and
+// after a switch-over beta serves the data alpha's initiator wrote.
+func TestReplicationEncrypted(t *testing.T) {
+	c := newReplCluster(t, "C", "64MiB", "")
+	kf := filepath.Join(c.dir, "r0.key")
+	if err := os.WriteFile(kf, []byte("replicated volume passphrase"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.cfg = strings.Replace(c.cfg, "        block_size: 4096\n",
+		"        block_size: 4096\n        encryption: {key_file: "+kf+"}\n", 1)
+	mustRun(t, time.Minute, nil, hastordtest.Hastorctl(t), "format", "--key-file", kf, "--size", "64MiB",
+		"--pbkdf", "pbkdf2", "--iterations", "1000", c.image(0))
+	c.start(0)
+	c.start(1)
+	c.ctl(0, "primary", "--force", "r0")
+	c.waitFor(0, "the first full sync", inSync)
+	c.waitFor(1, "beta UpToDate", inSync)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c.waitUnlocked(0) // from the key file, on promotion
+	s := c.login(ctx, 0)
+	writePattern(ctx, t, s, 0, 1024, 0x3C) // write cache off: on both disks
+	size := c.lunSize(0)
+	if size <= 0 || size >= 64<<20 {
+		t.Fatalf("the LUN has %d bytes: want the LUKS2 data area, less than the replicated area", size)
+	}
+	plain := make([]byte, 4096)
+	for i := range plain {
+		plain[i] = byte(uint64(i)*7) ^ 0x3C
+	}
+	if img, err := os.ReadFile(c.image(1)); err != nil {
+		t.Fatal(err)
+	} else if bytes.Contains(img, plain[:512]) {
+		t.Fatal("beta's disk holds plaintext")
+	}
+	s.Close()
+
+	// Switch over: alpha's volume closes, beta's opens from its key file.
+	c.ctl(0, "secondary", "r0")
+	c.ctl(1, "primary", "r0")
+	c.waitUnlocked(1)
+	s = c.login(ctx, 1)
+	got, err := s.Read16(ctx, 0, 0, 1, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, plain) {
+		t.Fatal("beta does not read back what alpha's initiator wrote")
+	}
+	if out, err := c.ctlErr(0, "unlock", "--key-file", kf, "r0"); err == nil || !strings.Contains(out, "not primary") {
+		t.Fatalf("unlock on the secondary: %v\n%s", err, out)
+	}
+	s.Close()
+	c.waitFor(1, "nothing pending", func(st *control.ReplicationStatus) bool { return st.Counters.Pending == 0 && inSync(st) })
+	c.daemon[0].Stop(t)
+	c.daemon[1].Stop(t)
+	l, err := meta.PlanInternal(64<<20, meta.DefaultALExtents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repl := l.DataSize
+	if a, b := c.dataHash(0, repl), c.dataHash(1, repl); a != b {
+		t.Fatalf("the data areas (ciphertext and header) differ: %s vs %s", a, b)
+	}
+}
+
+// waitUnlocked waits until node i's encrypted volume is unlocked.
+func (c *replCluster) waitUnlocked(i int) {
+	c.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var st control.Status
+		out := c.ctl(i, "status", "--json")
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			c.t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		if v := st.Volumes[0]; v.Encrypted && !v.Locked && v.Replication.Role == "Primary" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: the encrypted volume stayed locked:\n%s", c.names[i], out)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -37,6 +38,8 @@ type lun struct {
 
 	// Replicated LUNs only.
 	repl     *replication.Node
+	late     *lateVolume       // encrypted: the volume, open while primary
+	kick     chan struct{}     // encrypted: the role may have changed
 	backing  []blockdev.Device // backing and metadata devices, closed after repl stops
 	wasReady atomic.Bool       // the replicated device was ready at the last change
 }
@@ -67,7 +70,10 @@ func (d *daemon) openLUN(cfg *config.Config, tc *config.Target, lc *config.LUN) 
 		l.dev = inner
 	}
 	inner := l.dev
-	if lc.Encrypted() {
+	if lc.Encrypted() && l.repl != nil {
+		l.late, l.kick = newLateVolume(inner), make(chan struct{}, 1)
+		l.dev = l.late
+	} else if lc.Encrypted() {
 		vol, err := crypt.OpenVolume(path, inner)
 		if err != nil {
 			inner.Close()
@@ -106,37 +112,58 @@ func (d *daemon) openLUN(cfg *config.Config, tc *config.Target, lc *config.LUN) 
 	if l.vol != nil {
 		msg = "encrypted LUN opened, locked until its key is given"
 	}
+	if l.late != nil {
+		msg = "encrypted replicated LUN opened (secondary until promoted; the volume opens on promotion)"
+	}
 	l.log.Info(msg, "path", path, "size", l.dev.Size(), "block_size", lc.BlockSize)
 	return l, nil
 }
 
 // unlockFromKeyFiles unlocks every encrypted LUN that has a key file. A
 // LUN whose key file does not unlock it stays locked (NOT READY) and is
-// logged; the others are served.
+// logged; the others are served. Encrypted replicated LUNs unlock when
+// their volume opens, on promotion.
 func (d *daemon) unlockFromKeyFiles() {
 	for _, l := range d.list {
 		if l.vol == nil || l.cfg.Encryption.KeyFile == "" {
 			continue
 		}
-		kf := l.cfg.Encryption.KeyFile
-		pass, err := crypt.ReadKeyFile(kf)
-		if err != nil {
-			l.log.Error("encrypted LUN stays locked: cannot read its key file", "key_file", kf, "err", err)
-			continue
-		}
-		slot, err := l.unlock(pass)
-		clear(pass)
-		if err != nil {
-			l.log.Error("encrypted LUN stays locked: its key file does not unlock it", "key_file", kf, "err", err)
-			continue
-		}
-		l.log.Info("encrypted LUN unlocked from its key file", "keyslot", slot)
+		l.unlockFromKeyFile(l.cfg.Encryption.KeyFile)
 	}
+}
+
+// unlockFromKeyFile unlocks l with the passphrase in key file kf.
+func (l *lun) unlockFromKeyFile(kf string) {
+	pass, err := crypt.ReadKeyFile(kf)
+	if err != nil {
+		l.log.Error("encrypted LUN stays locked: cannot read its key file", "key_file", kf, "err", err)
+		return
+	}
+	slot, err := l.unlock(pass)
+	clear(pass)
+	if err != nil {
+		l.log.Error("encrypted LUN stays locked: its key file does not unlock it", "key_file", kf, "err", err)
+		return
+	}
+	l.log.Info("encrypted LUN unlocked from its key file", "keyslot", slot)
+}
+
+// volume returns the LUN's LUKS2 volume, or nil when it is not encrypted
+// or (replicated) not open on this node.
+func (l *lun) volume() *crypt.Volume {
+	if l.late != nil {
+		return l.late.vol.Load()
+	}
+	return l.vol
 }
 
 // unlock gives an encrypted LUN its key and tells initiators it is ready.
 func (l *lun) unlock(pass []byte) (int, error) {
-	slot, err := l.vol.Unlock(pass)
+	vol := l.volume()
+	if vol == nil {
+		return -1, errors.New("this node is not primary for the volume: an encrypted replicated volume opens, and takes its key, on the primary")
+	}
+	slot, err := vol.Unlock(pass)
 	if err != nil {
 		return -1, err
 	}
@@ -150,7 +177,7 @@ func (d *daemon) Unlock(_ context.Context, volume string, pass []byte) (int, err
 	switch {
 	case !ok:
 		return -1, fmt.Errorf("no LUN has volume_id %q", volume)
-	case l.vol == nil:
+	case !l.cfg.Encrypted():
 		return -1, fmt.Errorf("%s is not an encrypted LUN", l.cfg.VolumeID)
 	}
 	slot, err := l.unlock(pass)
@@ -174,10 +201,10 @@ func (d *daemon) Status(context.Context) (control.Status, error) {
 			Size:      l.dev.Size(),
 			BlockSize: l.cfg.BlockSize,
 			ReadOnly:  l.cfg.ReadOnly,
-			Encrypted: l.vol != nil,
+			Encrypted: l.cfg.Encrypted(),
 		}
-		if l.vol != nil {
-			v.Locked = l.vol.Device().Ready() != nil && (l.repl == nil || l.repl.Device().Ready() == nil)
+		if l.cfg.Encrypted() && (l.repl == nil || l.repl.Device().Ready() == nil) {
+			v.Locked = l.dev.(scsi.Medium).Ready() != nil
 		}
 		if l.repl != nil {
 			v.Replication = replStatus(l, d.node.Name)

@@ -27,7 +27,7 @@ func (d *daemon) openReplicated(cfg *config.Config, lc *config.LUN, path string,
 	peer := r.Peer(local)
 	inner, err := blockdev.Open(path, blockdev.Options{
 		Size:      int64(lc.Size),
-		Create:    !lc.Encrypted(),
+		Create:    true, // an encrypted LUN's header comes with the first sync
 		BlockSize: lc.BlockSize,
 	})
 	if err != nil {
@@ -95,6 +95,10 @@ func (d *daemon) openReplicated(cfg *config.Config, lc *config.LUN, path string,
 		Pool:   pool,
 		Logger: l.log.With("peer", peer),
 		OnChange: func() {
+			if l.late != nil {
+				l.kickVolume() // it tells initiators once unlocked
+				return
+			}
 			// Initiators hear of the change from standby to active
 			// once, by a unit attention.
 			ready := l.repl.Device().Ready() == nil

@@ -87,6 +87,11 @@ func serve(ctx context.Context, cfg *config.Config, node *config.Node, log *slog
 				l.log.Error("replication stopped", "err", err)
 			}
 		}()
+		if l.late != nil {
+			rwg.Add(1)
+			go func() { defer rwg.Done(); l.runVolume(rctx) }()
+			l.kickVolume()
+		}
 	}
 	ctlPath := cfg.ControlSocketFor(node)
 	ctl, err := control.Listen(ctlPath)

@@ -176,7 +176,7 @@ func (lu *LU) Decode(cdb []byte) Command {
 		// flush is always done before returning (see execPreFetch for
 		// PRE-FETCH).
 		lba, n, _ := rwFields(cdb)
-		if lba >= lu.nblocks || uint64(n) > lu.nblocks-lba {
+		if lba >= lu.capacity() || uint64(n) > lu.capacity()-lba {
 			return failedCmd(op, errLBAOutOfRange)
 		}
 		c.LBA, c.Blocks = LBA(lba), Blocks(n)
@@ -197,7 +197,7 @@ func (lu *LU) Decode(cdb []byte) Command {
 		// SBC-3 "GET LBA STATUS": a STARTING LOGICAL BLOCK ADDRESS
 		// past the last LBA is LBA OUT OF RANGE.
 		lba := binary.BigEndian.Uint64(cdb[2:10])
-		if lba >= lu.nblocks {
+		if lba >= lu.capacity() {
 			return failedCmd(op, errLBAOutOfRange)
 		}
 		c.LBA = LBA(lba)
@@ -299,7 +299,7 @@ func (lu *LU) decodeRW(c Command, cdb []byte) Command {
 	// SBC-3 "logical blocks": the whole range must lie within the capacity;
 	// an LBA past the end is out of range even when no block is
 	// transferred.
-	if lba >= lu.nblocks || uint64(n) > lu.nblocks-lba {
+	if lba >= lu.capacity() || uint64(n) > lu.capacity()-lba {
 		return failedCmd(op, errLBAOutOfRange)
 	}
 	if (c.kind == kWrite || c.kind == kWriteVerify || c.kind == kORWrite) && lu.cfg.ReadOnly {

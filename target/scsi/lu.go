@@ -153,7 +153,7 @@ type LU struct {
 	medium  Medium             // nil if dev is always ready
 	bs      int                // logical block length
 	bshift  uint               // log2(bs)
-	nblocks uint64             // capacity in logical blocks
+	nblocks atomic.Uint64      // capacity in logical blocks
 	maxXfer Blocks             // MAXIMUM TRANSFER LENGTH
 	id      Identity
 	log     *slog.Logger
@@ -203,13 +203,13 @@ func NewLU(cfg LUConfig) (*LU, error) {
 		cfg:     cfg,
 		dev:     cfg.Dev,
 		bs:      cfg.BlockSize,
-		nblocks: uint64(cfg.Dev.Size()) / uint64(cfg.BlockSize),
 		maxXfer: Blocks(cfg.MaxTransferBytes / cfg.BlockSize),
 		id:      DeriveIdentity(cfg.VolumeID),
 		log:     cfg.Logger,
 		pool:    blockdev.NewPool(),
 		defMode: modeState{WCE: cfg.WriteCache},
 	}
+	lu.nblocks.Store(uint64(cfg.Dev.Size()) / uint64(cfg.BlockSize))
 	for 1<<lu.bshift < lu.bs {
 		lu.bshift++
 	}
@@ -292,7 +292,28 @@ func (lu *LU) Identity() Identity { return lu.id }
 func (lu *LU) BlockSize() int { return lu.bs }
 
 // Capacity returns the number of logical blocks.
-func (lu *LU) Capacity() uint64 { return lu.nblocks }
+func (lu *LU) Capacity() uint64 { return lu.capacity() }
+
+func (lu *LU) capacity() uint64 { return lu.nblocks.Load() }
+
+// SetCapacity changes the capacity to the Dev's current size, which its
+// owner has changed (an encrypted replicated volume learns its size from
+// a header it can read only once primary). If the capacity changed, every
+// attached I_T nexus gets UNIT ATTENTION 2Ah/09h, CAPACITY DATA HAS
+// CHANGED (SBC-3 "Capacity changes"). Call it while the Medium is not
+// ready, so no command is using the old capacity.
+func (lu *LU) SetCapacity() {
+	if lu.absent {
+		return
+	}
+	n := uint64(lu.dev.Size()) / uint64(lu.bs)
+	if lu.nblocks.Swap(n) == n {
+		return
+	}
+	lu.mu.Lock()
+	lu.establishOthersLocked(nil, ascCapacityChanged)
+	lu.mu.Unlock()
+}
 
 // Target returns the target the LU belongs to, or nil.
 func (lu *LU) Target() *Target { return lu.tgt.Load() }

@@ -122,3 +122,34 @@ func TestMediumStandby(t *testing.T) {
 	expectSense(t, run(t, lu, n, cdbRW(opWrite10, 0, 1, 0), pattern(512, 1)), SenseNotReady, ascLUNotAccessStandby)
 	expectGood(t, run(t, lu, n, cdb6(opInquiry, 0, 0, 0, 96), nil))
 }
+
+// resizableDev is a Mem device whose reported size can shrink, as an
+// encrypted replicated volume's does once its header is read.
+type resizableDev struct {
+	*blockdev.Mem
+	size atomic.Int64
+}
+
+func (d *resizableDev) Size() int64 { return d.size.Load() }
+
+// TestSetCapacity checks SBC-3 "Capacity changes": a changed capacity is
+// reported by READ CAPACITY, bounds LBAs, and raises UNIT ATTENTION 2Ah/09h
+// CAPACITY DATA HAS CHANGED once on each I_T nexus; an unchanged one raises
+// nothing.
+func TestSetCapacity(t *testing.T) {
+	dev := &resizableDev{Mem: blockdev.NewMem(1<<20, 512)}
+	dev.size.Store(1 << 20)
+	lu := newTestLU(t, withDev(dev))
+	n := newNexus(t, lu)
+	dev.size.Store(512 << 10)
+	lu.SetCapacity()
+	expectSense(t, run(t, lu, n, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascCapacityChanged)
+	r, data := runData(t, lu, n, cdb6(opReadCapacity10), nil)
+	expectGood(t, r)
+	if last := uint32(data[0])<<24 | uint32(data[1])<<16 | uint32(data[2])<<8 | uint32(data[3]); last != 1023 {
+		t.Fatalf("READ CAPACITY: last LBA %d, want 1023", last)
+	}
+	expectSense(t, run(t, lu, n, cdbRW(opRead10, 1024, 1, 0), nil), SenseIllegalRequest, ascLBAOutOfRange)
+	lu.SetCapacity()
+	expectGood(t, run(t, lu, n, cdb6(opTestUnitReady), nil))
+}

@@ -40,7 +40,7 @@ func (lu *LU) execRequestSense(it *itl, cmd *Command, data []byte) Response {
 // initiator to use READ CAPACITY(16).
 func (lu *LU) execReadCapacity10(data []byte) Response {
 	var b [8]byte
-	last := lu.nblocks - 1
+	last := lu.capacity() - 1
 	if last > 0xFFFFFFFF {
 		last = 0xFFFFFFFF
 	}
@@ -54,7 +54,7 @@ func (lu *LU) execReadCapacity10(data []byte) Response {
 // LBPME=0 (fully provisioned).
 func (lu *LU) execReadCapacity16(cmd *Command, data []byte) Response {
 	var b [32]byte
-	binary.BigEndian.PutUint64(b[0:8], lu.nblocks-1)
+	binary.BigEndian.PutUint64(b[0:8], lu.capacity()-1)
 	binary.BigEndian.PutUint32(b[8:12], uint32(lu.bs))
 	return dataIn(cmd, b[:], data)
 }

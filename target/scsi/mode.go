@@ -127,13 +127,13 @@ func (lu *LU) execModeSense(cmd *Command, data []byte) Response {
 		if cmd.llbaa {
 			bd = make([]byte, 16)
 			if cmd.pc != pcChangeable {
-				binary.BigEndian.PutUint64(bd[0:8], lu.nblocks)
+				binary.BigEndian.PutUint64(bd[0:8], lu.capacity())
 				binary.BigEndian.PutUint32(bd[12:16], uint32(lu.bs))
 			}
 		} else {
 			bd = make([]byte, 8)
 			if cmd.pc != pcChangeable {
-				n := lu.nblocks
+				n := lu.capacity()
 				if n > 0xFFFFFFFF {
 					n = 0xFFFFFFFF
 				}
@@ -304,14 +304,14 @@ func (lu *LU) checkBlockDescriptor(d []byte, off int) senseErr {
 		nb = binary.BigEndian.Uint64(d[0:8])
 		bl = binary.BigEndian.Uint32(d[12:16])
 		blOff = 12
-		if nb != 0 && nb != lu.nblocks {
+		if nb != 0 && nb != lu.capacity() {
 			return invalidParam(off, 7)
 		}
 	} else {
 		nb = uint64(binary.BigEndian.Uint32(d[0:4]))
 		bl = uint32(d[5])<<16 | uint32(d[6])<<8 | uint32(d[7])
 		blOff = 5
-		capped := min(lu.nblocks, 0xFFFFFFFF)
+		capped := min(lu.capacity(), 0xFFFFFFFF)
 		if nb != 0 && nb != capped {
 			return invalidParam(off, 7)
 		}

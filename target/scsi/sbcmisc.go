@@ -32,7 +32,7 @@ func (lu *LU) execGetLBAStatus(cmd *Command, data []byte) Response {
 	binary.BigEndian.PutUint32(b[0:4], uint32(len(b)-4))
 	d := b[lbaStatusHdrLen:]
 	binary.BigEndian.PutUint64(d[0:8], uint64(cmd.LBA))
-	binary.BigEndian.PutUint32(d[8:12], uint32(min(lu.nblocks-uint64(cmd.LBA), 0xFFFFFFFF)))
+	binary.BigEndian.PutUint32(d[8:12], uint32(min(lu.capacity()-uint64(cmd.LBA), 0xFFFFFFFF)))
 	d[12] = 0x0 // PROVISIONING STATUS: mapped
 	return dataIn(cmd, b[:], data)
 }

@@ -63,6 +63,7 @@ const (
 	ascBusDeviceReset        ascCode = 0x2903 // BUS DEVICE RESET FUNCTION OCCURRED
 	ascITNexusLoss           ascCode = 0x2907 // I_T NEXUS LOSS OCCURRED
 	ascModeParamsChanged     ascCode = 0x2A01 // MODE PARAMETERS CHANGED
+	ascCapacityChanged       ascCode = 0x2A09 // CAPACITY DATA HAS CHANGED
 	ascCommandsCleared       ascCode = 0x2F00 // COMMANDS CLEARED BY ANOTHER INITIATOR
 	ascSavingParamsNotSupp   ascCode = 0x3900 // SAVING PARAMETERS NOT SUPPORTED
 	ascInternalTargetFailure ascCode = 0x4400 // INTERNAL TARGET FAILURE
