@@ -121,3 +121,14 @@ func TestReplicationProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestEncryptedReplicatedLUN: an encrypted LUN may be replicated, and its
+// image need not exist yet (the header comes with the first sync on the
+// node that does not format it).
+func TestEncryptedReplicatedLUN(t *testing.T) {
+	doc := strings.Replace(replicatedDoc, "        size: 1GiB\n", "        size: 1GiB\n        encryption: {}\n", 1)
+	cfg := mustParse(t, doc, nil)
+	if l := &cfg.Targets[0].LUNs[0]; !l.Encrypted() || !l.Replicated() {
+		t.Fatalf("encrypted %v, replicated %v", l.Encrypted(), l.Replicated())
+	}
+}

@@ -484,7 +484,8 @@ func TestReplicationVerifyRepairs(t *testing.T) {
 // the first full sync; only ciphertext crosses the wire and lands on
 // beta's disk (beta's data area equals alpha's, and holds no plaintext);
 // the volume opens, from its key file, on whichever node is primary, and
-// after a switch-over beta serves the data alpha's initiator wrote.
+// after a switch-over beta serves the data alpha's initiator wrote. A key
+// added through hastord on the primary reaches the peer's header.
 func TestReplicationEncrypted(t *testing.T) {
 	c := newReplCluster(t, "C", "64MiB", "")
 	kf := filepath.Join(c.dir, "r0.key")
@@ -537,6 +538,21 @@ func TestReplicationEncrypted(t *testing.T) {
 		t.Fatalf("unlock on the secondary: %v\n%s", err, out)
 	}
 	s.Close()
+
+	// A key change through hastord on the primary is replicated; the
+	// secondary's header is not open for changes.
+	kf2 := filepath.Join(c.dir, "r0.key2")
+	if err := os.WriteFile(kf2, []byte("second passphrase"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := c.ctl(1, "add-key", "--volume", "r0", "--key-file", kf, "--new-key-file", kf2, "--pbkdf", "pbkdf2", "--iterations", "1000")
+	t.Logf("add-key: %s", out)
+	if out, err := c.ctlErr(0, "add-key", "--volume", "r0", "--key-file", kf, "--new-key-file", kf2); err == nil {
+		t.Fatalf("add-key on the secondary: %s", out)
+	}
+	if out := c.ctl(0, "dump", c.image(0)); !strings.Contains(out, "  1: luks2") {
+		t.Fatalf("alpha's own header has no keyslot 1:\n%s", out)
+	}
 	c.waitFor(1, "nothing pending", func(st *control.ReplicationStatus) bool { return st.Counters.Pending == 0 && inSync(st) })
 	c.daemon[0].Stop(t)
 	c.daemon[1].Stop(t)

@@ -30,8 +30,8 @@ type MachineConfig struct {
 	// first).
 	Tiebreak bool
 	Policy   genid.Policy
-	// ResyncChunk is the size of one resync request (default 256 KiB);
-	// ResyncWindow how many may be in flight (default 16).
+	// ResyncChunk is the size of one resync request (default 1 MiB);
+	// ResyncWindow how many may be in flight (default 32).
 	ResyncChunk  int64
 	ResyncWindow int
 	// MinRate and MaxRate bound the resync rate in bytes/s: MinRate while

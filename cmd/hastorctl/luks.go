@@ -26,33 +26,6 @@ func kdfFlags(fs *flag.FlagSet) func() luks2.PBKDF {
 	}
 }
 
-// openDevice opens a LUKS2 device for header operations.
-func openDevice(path string, write bool) (*os.File, *luks2.Volume, error) {
-	flag := os.O_RDONLY
-	if write {
-		flag = os.O_RDWR
-	}
-	f, err := os.OpenFile(path, flag, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	if write {
-		if err := lockHeader(f); err != nil {
-			f.Close()
-			return nil, nil, err
-		}
-	}
-	v, err := luks2.Open(luks2.File{File: f})
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	for _, w := range v.Warnings() {
-		fmt.Fprintf(os.Stderr, "hastorctl: warning: %s: %s\n", path, w)
-	}
-	return f, v, nil
-}
-
 func cmdFormat(_ context.Context, args []string, st stdio) error {
 	fs := newFlagSet("format", st)
 	var size config.ByteSize
@@ -127,21 +100,22 @@ func createImage(path string, size int64) error {
 	return f.Close()
 }
 
-func cmdAddKey(_ context.Context, args []string, st stdio) error {
+func cmdAddKey(ctx context.Context, args []string, st stdio) error {
 	fs := newFlagSet("add-key", st)
+	hf := newHeaderFlags(fs)
 	keyFile := fs.String("key-file", "", "read an existing passphrase from `file`")
 	newKeyFile := fs.String("new-key-file", "", "read the new passphrase from `file`")
 	slot := fs.Int("slot", -1, "keyslot `number` for the new passphrase (default: the first free one)")
 	kdf := kdfFlags(fs)
-	if err := parseFlags(fs, args, 1); err != nil {
+	if err := hf.parse(fs, args, 0); err != nil {
 		return err
 	}
-	path := fs.Arg(0)
-	f, v, err := openDevice(path, true)
+	hd, v, err := hf.openVolume(ctx, fs, true)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer hd.close()
+	path := hd.name
 	old, err := passphrase(st, *keyFile, "Existing passphrase for "+path, false)
 	if err != nil {
 		return err
@@ -165,20 +139,21 @@ func cmdAddKey(_ context.Context, args []string, st stdio) error {
 	return nil
 }
 
-func cmdChangeKey(_ context.Context, args []string, st stdio) error {
+func cmdChangeKey(ctx context.Context, args []string, st stdio) error {
 	fs := newFlagSet("change-key", st)
+	hf := newHeaderFlags(fs)
 	keyFile := fs.String("key-file", "", "read the passphrase to change from `file`")
 	newKeyFile := fs.String("new-key-file", "", "read the new passphrase from `file`")
 	kdf := kdfFlags(fs)
-	if err := parseFlags(fs, args, 1); err != nil {
+	if err := hf.parse(fs, args, 0); err != nil {
 		return err
 	}
-	path := fs.Arg(0)
-	f, v, err := openDevice(path, true)
+	hd, v, err := hf.openVolume(ctx, fs, true)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer hd.close()
+	path := hd.name
 	old, err := passphrase(st, *keyFile, "Passphrase to change", false)
 	if err != nil {
 		return err
@@ -197,22 +172,23 @@ func cmdChangeKey(_ context.Context, args []string, st stdio) error {
 	return nil
 }
 
-func cmdRemoveKey(_ context.Context, args []string, st stdio) error {
+func cmdRemoveKey(ctx context.Context, args []string, st stdio) error {
 	fs := newFlagSet("remove-key", st)
+	hf := newHeaderFlags(fs)
 	keyFile := fs.String("key-file", "", "remove the keyslot that the passphrase in `file` opens")
 	slot := fs.Int("slot", -1, "remove keyslot `number` (no passphrase needed)")
-	if err := parseFlags(fs, args, 1); err != nil {
+	if err := hf.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *slot >= 0 && *keyFile != "" {
 		return errUsage{msg: "give --slot or --key-file, not both"}
 	}
-	path := fs.Arg(0)
-	f, v, err := openDevice(path, true)
+	hd, v, err := hf.openVolume(ctx, fs, true)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer hd.close()
+	path := hd.name
 	n := *slot
 	if n < 0 {
 		pass, err := passphrase(st, *keyFile, "Passphrase to remove", false)
@@ -234,22 +210,24 @@ func cmdRemoveKey(_ context.Context, args []string, st stdio) error {
 	return nil
 }
 
-func cmdHeaderBackup(_ context.Context, args []string, st stdio) error {
+func cmdHeaderBackup(ctx context.Context, args []string, st stdio) error {
 	fs := newFlagSet("header-backup", st)
-	if err := parseFlags(fs, args, 2); err != nil {
+	hf := newHeaderFlags(fs)
+	if err := hf.parse(fs, args, 1); err != nil {
 		return err
 	}
-	path, file := fs.Arg(0), fs.Arg(1)
-	dev, err := os.Open(path)
+	file := hf.rest(fs)[0]
+	hd, err := hf.open(ctx, fs, false)
 	if err != nil {
 		return err
 	}
-	defer dev.Close()
+	defer hd.close()
+	path := hd.name
 	out, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("backup file: %w (it must not exist yet)", err)
 	}
-	if err := luks2.BackupHeader(luks2.File{File: dev}, out); err != nil {
+	if err := luks2.BackupHeader(hd.st, out); err != nil {
 		out.Close()
 		os.Remove(file)
 		return fmt.Errorf("%s: %w", path, err)
@@ -265,13 +243,17 @@ func cmdHeaderBackup(_ context.Context, args []string, st stdio) error {
 	return nil
 }
 
-func cmdHeaderRestore(_ context.Context, args []string, st stdio) error {
+func cmdHeaderRestore(ctx context.Context, args []string, st stdio) error {
 	fs := newFlagSet("header-restore", st)
+	hf := newHeaderFlags(fs)
 	yes := fs.Bool("yes", false, "confirm: the header on DEVICE is replaced")
-	if err := parseFlags(fs, args, 2); err != nil {
+	if err := hf.parse(fs, args, 1); err != nil {
 		return err
 	}
-	path, file := fs.Arg(0), fs.Arg(1)
+	path, file := *hf.volume, hf.rest(fs)[0]
+	if path == "" {
+		path = fs.Arg(0)
+	}
 	if !*yes {
 		return fmt.Errorf("restoring replaces the header and every keyslot on %s: add --yes if you mean it", path)
 	}
@@ -280,49 +262,51 @@ func cmdHeaderRestore(_ context.Context, args []string, st stdio) error {
 		return err
 	}
 	defer in.Close()
-	dev, err := os.OpenFile(path, os.O_RDWR, 0)
+	hd, err := hf.open(ctx, fs, true)
 	if err != nil {
 		return err
 	}
-	defer dev.Close()
-	if err := lockHeader(dev); err != nil {
-		return err
-	}
-	if err := luks2.RestoreHeader(luks2.File{File: dev}, in); err != nil {
+	defer hd.close()
+	if err := luks2.RestoreHeader(hd.st, in); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	fmt.Fprintf(st.out, "%s: header restored from %s\n", path, file)
 	return nil
 }
 
-func cmdDump(_ context.Context, args []string, st stdio) error {
+func cmdDump(ctx context.Context, args []string, st stdio) error {
 	fs := newFlagSet("dump", st)
-	if err := parseFlags(fs, args, 1); err != nil {
+	hf := newHeaderFlags(fs)
+	if err := hf.parse(fs, args, 0); err != nil {
 		return err
 	}
-	f, v, err := openDevice(fs.Arg(0), false)
+	hd, v, err := hf.openVolume(ctx, fs, false)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer hd.close()
 	return v.Dump(st.out)
 }
 
-func cmdErase(_ context.Context, args []string, st stdio) error {
+func cmdErase(ctx context.Context, args []string, st stdio) error {
 	fs := newFlagSet("erase", st)
+	hf := newHeaderFlags(fs)
 	yes := fs.Bool("yes", false, "confirm: every keyslot is destroyed and the data can never be decrypted again")
-	if err := parseFlags(fs, args, 1); err != nil {
+	if err := hf.parse(fs, args, 0); err != nil {
 		return err
 	}
-	path := fs.Arg(0)
+	path := *hf.volume
+	if path == "" {
+		path = fs.Arg(0)
+	}
 	if !*yes {
 		return fmt.Errorf("erase destroys every keyslot of %s, so its data can never be read again, unless you hold a header backup: add --yes if you mean it", path)
 	}
-	f, v, err := openDevice(path, true)
+	hd, v, err := hf.openVolume(ctx, fs, true)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer hd.close()
 	if err := v.Erase(); err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@
 //	hastorctl header-restore [--yes] DEVICE FILE
 //	hastorctl dump DEVICE
 //	hastorctl erase [--yes] DEVICE
+//	  (with --volume VOLUME_ID instead of DEVICE, the header commands work on
+//	  an encrypted replicated LUN's header through hastord on its primary)
 //	hastorctl unlock [--key-file FILE] VOLUME_ID
 //	hastorctl status [--json] [--watch] [VOLUME_ID]
 //	hastorctl primary [--force] | secondary | connect [--discard-my-data] |
@@ -57,13 +59,13 @@ type command struct {
 
 var commands = map[string]command{
 	"format":         {"[--size SIZE] [--key-file F] [--sector-size 512|4096] [--key-size 256|512] [--pbkdf argon2id|argon2i|pbkdf2] [--pbkdf-memory KiB] [--pbkdf-time N] [--iterations N] [--label L] [--yes] DEVICE", "make DEVICE a LUKS2 volume (aes-xts-plain64) with one passphrase", cmdFormat},
-	"add-key":        {"[--key-file F] [--new-key-file F] [--slot N] [pbkdf options] DEVICE", "add a passphrase; an existing one authorises it", cmdAddKey},
-	"change-key":     {"[--key-file F] [--new-key-file F] [pbkdf options] DEVICE", "replace a passphrase", cmdChangeKey},
-	"remove-key":     {"[--key-file F | --slot N] DEVICE", "remove the keyslot a passphrase opens, or slot N", cmdRemoveKey},
-	"header-backup":  {"DEVICE FILE", "save the LUKS2 header and keyslots to FILE", cmdHeaderBackup},
-	"header-restore": {"[--yes] DEVICE FILE", "write a header backup back to DEVICE", cmdHeaderRestore},
-	"dump":           {"DEVICE", "show the LUKS2 header (no key material)", cmdDump},
-	"erase":          {"[--yes] DEVICE", "crypto erase: destroy every keyslot, making the data unreadable", cmdErase},
+	"add-key":        {"[--key-file F] [--new-key-file F] [--slot N] [pbkdf options] DEVICE | --volume VOLUME_ID", "add a passphrase; an existing one authorises it", cmdAddKey},
+	"change-key":     {"[--key-file F] [--new-key-file F] [pbkdf options] DEVICE | --volume VOLUME_ID", "replace a passphrase", cmdChangeKey},
+	"remove-key":     {"[--key-file F | --slot N] DEVICE | --volume VOLUME_ID", "remove the keyslot a passphrase opens, or slot N", cmdRemoveKey},
+	"header-backup":  {"DEVICE FILE | --volume VOLUME_ID FILE", "save the LUKS2 header and keyslots to FILE", cmdHeaderBackup},
+	"header-restore": {"[--yes] DEVICE FILE | --volume VOLUME_ID FILE", "write a header backup back to DEVICE", cmdHeaderRestore},
+	"dump":           {"DEVICE | --volume VOLUME_ID", "show the LUKS2 header (no key material)", cmdDump},
+	"erase":          {"[--yes] DEVICE | --volume VOLUME_ID", "crypto erase: destroy every keyslot, making the data unreadable", cmdErase},
 	"unlock":         {"[--config F | --socket S] [--key-file F] VOLUME_ID", "give a running hastord the passphrase of an encrypted LUN", cmdUnlock},
 	"status":         {"[--config F [--node N] | --socket S] [--json] [--watch [--interval D]] [VOLUME_ID]", "show hastord's LUNs, and replicated LUNs as drbdadm status does", cmdStatus},
 	"primary":        {"[--config F [--node N] | --socket S] [--force] VOLUME_ID", "make this node primary for a replicated LUN", replCommand(control.OpPrimary, "primary", false)},

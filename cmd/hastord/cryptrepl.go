@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"hastor/blockdev"
 	"hastor/crypt"
+	"hastor/internal/control"
+	"hastor/replication"
 	"hastor/target/scsi"
 )
 
@@ -171,4 +174,82 @@ func (l *lun) syncVolume() {
 			l.unlockFromKeyFile(kf)
 		}
 	}
+}
+
+// maxHeaderArea bounds header writes while the volume is not open (its
+// data offset unknown): LUKS2's default data offset.
+const maxHeaderArea = 16 << 20
+
+var _ control.HeaderHandler = (*daemon)(nil)
+
+// OpenHeader implements control.HeaderHandler: the LUKS2 header of an
+// encrypted replicated LUN, read and written through the replicated
+// device on its primary, so that both nodes get every change.
+func (d *daemon) OpenHeader(ctx context.Context, volume string) (control.Header, error) {
+	l, err := d.replicated(volume)
+	if err != nil {
+		return nil, err
+	}
+	if l.late == nil {
+		return nil, fmt.Errorf("%s is not encrypted", l.cfg.VolumeID)
+	}
+	if err := l.repl.Device().Ready(); err != nil {
+		return nil, fmt.Errorf("%s: change the header on the primary: %w", l.cfg.VolumeID, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	select {
+	case l.headerLock <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: another hastorctl is changing this header; try again when it is done", l.cfg.VolumeID)
+	}
+	dev := l.repl.Device()
+	limit := min(int64(maxHeaderArea), dev.Size())
+	if vol := l.late.vol.Load(); vol != nil {
+		limit = vol.Device().Layout().Offset
+	}
+	l.log.Info("LUKS2 header opened for changes through replication")
+	return &replHeader{l: l, dev: dev, limit: limit}, nil
+}
+
+// replHeader is an open header area; see OpenHeader.
+type replHeader struct {
+	l     *lun
+	dev   *replication.Device
+	limit int64 // writes end before it: the data area starts there
+}
+
+func (h *replHeader) Size() int64 { return h.dev.Size() }
+
+func (h *replHeader) ReadAt(p []byte, off int64) (int, error) {
+	return crypt.DeviceStorage{Dev: h.dev}.ReadAt(p, off)
+}
+
+// WriteAt writes p at off with FUA, reading and rewriting the whole
+// 4 KiB blocks it touches (only the header's own blocks: the data area
+// is refused).
+func (h *replHeader) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > h.limit {
+		return 0, fmt.Errorf("header write at %d (%d bytes) reaches the data area at %d", off, len(p), h.limit)
+	}
+	const align = 4096
+	start, end := off&^(align-1), (off+int64(len(p))+align-1)&^(align-1)
+	pool := blockdev.NewPool()
+	b := pool.Get(int(end - start))
+	defer pool.Put(b)
+	if _, err := h.dev.ReadAt(b.B, start); err != nil {
+		return 0, err
+	}
+	copy(b.B[off-start:], p)
+	if _, err := h.dev.WriteAtFUA(b.B, start); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (h *replHeader) Sync() error { return h.dev.Flush() }
+
+func (h *replHeader) Close() {
+	h.l.log.Info("LUKS2 header closed")
+	<-h.l.headerLock
 }

@@ -37,11 +37,12 @@ type lun struct {
 	log    *slog.Logger
 
 	// Replicated LUNs only.
-	repl     *replication.Node
-	late     *lateVolume       // encrypted: the volume, open while primary
-	kick     chan struct{}     // encrypted: the role may have changed
-	backing  []blockdev.Device // backing and metadata devices, closed after repl stops
-	wasReady atomic.Bool       // the replicated device was ready at the last change
+	repl       *replication.Node
+	late       *lateVolume       // encrypted: the volume, open while primary
+	kick       chan struct{}     // encrypted: the role may have changed
+	headerLock chan struct{}     // encrypted: held while hastorctl changes the header
+	backing    []blockdev.Device // backing and metadata devices, closed after repl stops
+	wasReady   atomic.Bool       // the replicated device was ready at the last change
 }
 
 var _ control.Handler = (*daemon)(nil)
@@ -71,7 +72,7 @@ func (d *daemon) openLUN(cfg *config.Config, tc *config.Target, lc *config.LUN) 
 	}
 	inner := l.dev
 	if lc.Encrypted() && l.repl != nil {
-		l.late, l.kick = newLateVolume(inner), make(chan struct{}, 1)
+		l.late, l.kick, l.headerLock = newLateVolume(inner), make(chan struct{}, 1), make(chan struct{}, 1)
 		l.dev = l.late
 	} else if lc.Encrypted() {
 		vol, err := crypt.OpenVolume(path, inner)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,7 +30,19 @@ const (
 	OpDisconnect = "disconnect" //
 	OpVerify     = "verify"     // start an online verify
 	OpInvalidate = "invalidate" // full resync from the peer
+
+	// The LUKS2 header of an encrypted replicated LUN, read and written
+	// through replication (HeaderHandler). OpHeaderOpen takes the
+	// header's lock for this connection (until it closes) and answers
+	// Response.Size; the others need it.
+	OpHeaderOpen  = "header-open"  // Request.Volume
+	OpHeaderRead  = "header-read"  // Request.Off, Request.Len; Response.Data
+	OpHeaderWrite = "header-write" // Request.Off, Request.Data
+	OpHeaderSync  = "header-sync"  // make the writes durable on both nodes
 )
+
+// MaxHeaderIO bounds one header read or write.
+const MaxHeaderIO = 256 << 10
 
 // Request is one command from hastorctl.
 type Request struct {
@@ -43,6 +56,10 @@ type Request struct {
 	// DiscardMyData: connect --discard-my-data (resolve a split brain by
 	// throwing this node's changes away).
 	DiscardMyData bool `json:"discard_my_data,omitempty"`
+	// Off, Len and Data: a header read or write.
+	Off  int64  `json:"off,omitempty"`
+	Len  int    `json:"len,omitempty"`
+	Data []byte `json:"data,omitempty"`
 }
 
 // Response answers a Request. Error is empty on success.
@@ -51,6 +68,31 @@ type Response struct {
 	Status *Status `json:"status,omitempty"`
 	// Slot is the keyslot that an unlock opened.
 	Slot *int `json:"slot,omitempty"`
+	// Size (header-open) is the size of the replicated device; Data
+	// (header-read) the bytes read.
+	Size int64  `json:"size,omitempty"`
+	Data []byte `json:"data,omitempty"`
+}
+
+// HeaderHandler is implemented by a hastord that lets hastorctl change the
+// LUKS2 header of an encrypted replicated LUN through replication, so that
+// both nodes get the change.
+type HeaderHandler interface {
+	// OpenHeader locks volume's header (waiting a little for another
+	// holder) and returns it; the caller closes it.
+	OpenHeader(ctx context.Context, volume string) (Header, error)
+}
+
+// Header is an open, locked LUKS2 header area of a replicated device.
+type Header interface {
+	// Size is the size of the device the header is on.
+	Size() int64
+	ReadAt(p []byte, off int64) (int, error)
+	// WriteAt writes p at off, durably on both nodes (FUA).
+	WriteAt(p []byte, off int64) (int, error)
+	Sync() error
+	// Close releases the lock.
+	Close()
 }
 
 // Status is hastord's state as hastorctl status shows it.
@@ -226,6 +268,12 @@ func serveConn(ctx context.Context, c *net.UnixConn, h Handler, log *slog.Logger
 		return
 	}
 	r := bufio.NewReaderSize(c, 4096)
+	headers := map[string]Header{} // open on this connection, by volume
+	defer func() {
+		for _, hd := range headers {
+			hd.Close()
+		}
+	}()
 	for {
 		line, err := readLine(r)
 		if err != nil {
@@ -240,6 +288,9 @@ func serveConn(ctx context.Context, c *net.UnixConn, h Handler, log *slog.Logger
 		var resp Response
 		if err != nil {
 			resp.Error = "malformed request: " + err.Error()
+		} else if strings.HasPrefix(req.Op, "header-") {
+			resp = handleHeader(ctx, h, &req, headers)
+			clear(req.Data)
 		} else {
 			resp = handle(ctx, h, &req)
 			log.Info("control: request", "op", req.Op, "volume", req.Volume, "ok", resp.Error == "")
@@ -297,6 +348,56 @@ func handle(ctx context.Context, h Handler, req *Request) Response {
 		return Response{}
 	}
 	return Response{Error: fmt.Sprintf("unknown operation %q", req.Op)}
+}
+
+// handleHeader serves the header operations; headers holds those open on
+// the connection.
+func handleHeader(ctx context.Context, h Handler, req *Request, headers map[string]Header) Response {
+	hh, ok := h.(HeaderHandler)
+	if !ok || req.Volume == "" {
+		return Response{Error: req.Op + " needs a volume, and a hastord with replicated LUNs"}
+	}
+	hd := headers[req.Volume]
+	if req.Op == OpHeaderOpen {
+		if hd != nil {
+			return Response{Error: "the header is already open on this connection"}
+		}
+		hd, err := hh.OpenHeader(ctx, req.Volume)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		headers[req.Volume] = hd
+		return Response{Size: hd.Size()}
+	}
+	if hd == nil {
+		return Response{Error: req.Op + ": open the header first (" + OpHeaderOpen + ")"}
+	}
+	var err error
+	switch req.Op {
+	case OpHeaderRead:
+		if req.Len <= 0 || req.Len > MaxHeaderIO {
+			return Response{Error: fmt.Sprintf("header read of %d bytes: 1 to %d at a time", req.Len, MaxHeaderIO)}
+		}
+		p := make([]byte, req.Len)
+		var n int
+		n, err = hd.ReadAt(p, req.Off)
+		if err == nil || n > 0 {
+			return Response{Data: p[:n]}
+		}
+	case OpHeaderWrite:
+		if len(req.Data) > MaxHeaderIO {
+			return Response{Error: fmt.Sprintf("header write of %d bytes: at most %d at a time", len(req.Data), MaxHeaderIO)}
+		}
+		_, err = hd.WriteAt(req.Data, req.Off)
+	case OpHeaderSync:
+		err = hd.Sync()
+	default:
+		err = fmt.Errorf("unknown operation %q", req.Op)
+	}
+	if err != nil {
+		return Response{Error: err.Error()}
+	}
+	return Response{}
 }
 
 // readLine reads one newline-terminated line of at most maxLine bytes.
