@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"hastor/replication/genid"
 	"hastor/replication/meta"
@@ -51,9 +52,15 @@ func newSim(t *testing.T, proto Protocol) *sim { return newSimCfg(t, proto, fals
 
 // newSimCfg makes a sim whose scheduler is seeded with seed.
 func newSimCfg(t *testing.T, proto Protocol, checksum bool, seed uint64) *sim {
-	s := &sim{t: t, rng: rand.New(rand.NewPCG(seed, uint64(proto)))}
+	return newSimWith(t, MachineConfig{Protocol: proto, Checksum: checksum}, seed)
+}
+
+// newSimWith makes a sim of two machines configured by cfg (DataSize,
+// Tiebreak and the resync chunk and window are set here).
+func newSimWith(t *testing.T, cfg MachineConfig, seed uint64) *sim {
+	s := &sim{t: t, rng: rand.New(rand.NewPCG(seed, uint64(cfg.Protocol)))}
 	for i := range s.n {
-		cfg := MachineConfig{Protocol: proto, DataSize: simSize, Tiebreak: i == 0, ResyncChunk: 64 << 10, ResyncWindow: 4, Checksum: checksum}
+		cfg.DataSize, cfg.Tiebreak, cfg.ResyncChunk, cfg.ResyncWindow = simSize, i == 0, 64<<10, 4
 		bm := meta.NewBitmap(simSize / meta.BlockSize)
 		al := meta.NewActivityLog(61, 1)
 		s.n[i] = &simNode{name: string(rune('a' + i)), m: NewMachine(cfg, meta.Superblock{}, bm, al),
@@ -628,5 +635,61 @@ func TestSimChecksumResync(t *testing.T) {
 	sent := s.status(0).Counters.Sent - sentBefore
 	if want := uint64(12 * 64 << 10); sent != want {
 		t.Fatalf("sent %d bytes of data, want %d (only the 12 chunks that differ)", sent, want)
+	}
+}
+
+// TestSimResyncRate checks the resync rate controller with simulated
+// time: max_rate caps a resync; while the application writes, resync
+// yields down to min_rate; once it stops, resync speeds up and ends.
+func TestSimResyncRate(t *testing.T) {
+	const tick = 100 * time.Millisecond
+	run := func(s *sim, now *time.Duration, d time.Duration, write bool) uint64 {
+		before := s.status(0).ResyncDone
+		for end := *now + d; *now < end; {
+			*now += tick
+			if write {
+				if err := s.write(0, 60<<20, 4096, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range s.n {
+				n.m.Tick(*now)
+			}
+			s.run()
+		}
+		return s.status(0).ResyncDone - before
+	}
+	start := func(cfg MachineConfig) (*sim, *time.Duration) {
+		s := newSimWith(t, cfg, 1)
+		now := time.Millisecond
+		for _, n := range s.n {
+			n.m.Tick(now)
+			n.m.Connect(false)
+		}
+		if err := s.n[0].m.Promote(true); err != nil {
+			t.Fatal(err)
+		}
+		s.run()
+		s.connect()
+		return s, &now
+	}
+	near := func(what string, got, want uint64) {
+		t.Helper()
+		if lo, hi := want-want/5, want+want/5+256<<10; got < lo || got > hi {
+			t.Errorf("%s: resynced %d bytes, want about %d", what, got, want)
+		}
+	}
+
+	s, now := start(MachineConfig{Protocol: ProtocolC, MaxRate: 8 << 20})
+	near("2 s at max_rate 8 MiB/s", run(s, now, 2*time.Second, false), 16<<20)
+
+	// (max_rate is set only so that the resync does not finish at once,
+	// before the first tick; without it an idle resync is unlimited.)
+	s, now = start(MachineConfig{Protocol: ProtocolC, MinRate: 2 << 20, MaxRate: 1 << 30})
+	near("2 s of application writes, min_rate 2 MiB/s", run(s, now, 2*time.Second, true), 4<<20)
+	run(s, now, tick, false)
+	run(s, now, tick, false)
+	if st := s.status(0); st.Resync || st.PeerDisk != DiskUpToDate {
+		t.Fatalf("idle again, the resync did not finish: %+v", st)
 	}
 }
