@@ -202,49 +202,23 @@ func (t *replTarget) Start(ctx context.Context, h *harness) (inst *instance, err
 	// timed from the promotion once the nodes are connected (before, the
 	// time to the first connection would count).
 	sock := filepath.Join(dir, "a", "hastord.sock")
-	for {
-		st, err := replStatus(ctx, t.ctl, sock)
-		if err != nil {
-			return nil, err
-		}
-		if st.Connection == "Connected" {
-			break
-		}
-		if err := pb.alive(); err != nil {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
+	if _, err := t.waitStatus(ctx, sock, []*process{pa, pb}, func(st *replStatusJSON) bool {
+		return st.Connection == "Connected"
+	}); err != nil {
+		return nil, err
 	}
 	rs := resyncFigures{Target: t.Name(), LinkMBps: linkMBps, DiskMBps: diskMBps}
 	start := time.Now()
 	if _, err := runTool(ctx, nil, dir, t.ctl, "primary", "--socket", sock, "--force", "bench-lun0"); err != nil {
 		return nil, err
 	}
-	for {
-		st, err := replStatus(ctx, t.ctl, sock)
-		if err != nil {
-			return nil, err
-		}
-		if st.Connection == "Connected" && st.PeerDisk == "UpToDate" && st.OutOfSync == 0 {
-			rs.Bytes, rs.Seconds = st.Counters.ResyncBytes, time.Since(start).Seconds()
-			break
-		}
-		if err := pa.alive(); err != nil {
-			return nil, err
-		}
-		if err := pb.alive(); err != nil {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
+	st, err := t.waitStatus(ctx, sock, []*process{pa, pb}, func(st *replStatusJSON) bool {
+		return st.Connection == "Connected" && st.PeerDisk == "UpToDate" && st.OutOfSync == 0
+	})
+	if err != nil {
+		return nil, err
 	}
+	rs.Bytes, rs.Seconds = st.Counters.ResyncBytes, time.Since(start).Seconds()
 	h.logf("first full sync: %d bytes in %.3f s (%.0f MB/s)", rs.Bytes, rs.Seconds, float64(rs.Bytes)/rs.Seconds/1e6)
 	h.resync = append(h.resync, rs)
 	return &instance{
@@ -354,6 +328,30 @@ func copyDirect(src, dst string, chunk, window int) (float64, error) {
 	default:
 	}
 	return float64(size) / time.Since(start).Seconds() / 1e6, out.Close()
+}
+
+// waitStatus polls the primary's status every 10 ms until ok holds, and
+// fails if one of procs dies first.
+func (t *replTarget) waitStatus(ctx context.Context, sock string, procs []*process, ok func(*replStatusJSON) bool) (*replStatusJSON, error) {
+	for {
+		st, err := replStatus(ctx, t.ctl, sock)
+		if err != nil {
+			return nil, err
+		}
+		if ok(st) {
+			return st, nil
+		}
+		for _, p := range procs {
+			if err := p.alive(); err != nil {
+				return nil, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // replStatusJSON is the part of hastorctl status --json the harness reads.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"hastor/blockdev"
-	"hastor/replication/transport"
 )
 
 // filePair runs two Nodes on O_DIRECT files (or, with mem, in-memory
@@ -21,9 +20,8 @@ import (
 // sent as a discard, and no write allocates).
 func filePair(b *testing.B, size int64, conns int, mem bool) [2]*Node {
 	dir := b.TempDir()
-	la, lb := loopAddr(b), loopAddr(b)
 	pool := blockdev.NewPool()
-	var nodes [2]*Node
+	var data, metas [2]blockdev.Device
 	for i := range 2 {
 		var f, mf blockdev.Device = blockdev.NewMem(size, 512), blockdev.NewMem(8<<20, 512)
 		if !mem {
@@ -36,42 +34,19 @@ func filePair(b *testing.B, size int64, conns int, mem bool) [2]*Node {
 			}
 		}
 		b.Cleanup(func() { f.Close(); mf.Close() })
-		{
-			buf := pool.Get(1 << 20)
-			for off := int64(0); off < size; off += 1 << 20 {
-				for j := 0; j < len(buf.B); j += 8 {
-					binary.LittleEndian.PutUint64(buf.B[j:], uint64(off)+uint64(j)|1+uint64(i)<<40)
-				}
-				if _, err := f.WriteAt(buf.B, off); err != nil {
-					b.Fatal(err)
-				}
+		buf := pool.Get(1 << 20)
+		for off := int64(0); off < size; off += 1 << 20 {
+			for j := 0; j < len(buf.B); j += 8 {
+				binary.LittleEndian.PutUint64(buf.B[j:], uint64(off)+uint64(j)|1+uint64(i)<<40)
 			}
-			pool.Put(buf)
+			if _, err := f.WriteAt(buf.B, off); err != nil {
+				b.Fatal(err)
+			}
 		}
-		local, remote, me, peer := la, lb, "a", "b"
-		if i == 1 {
-			local, remote, me, peer = lb, la, "b", "a"
-		}
-		n, err := Open(Options{
-			Name: "r0", Data: f, Meta: mf, Pool: pool,
-			Machine: MachineConfig{Protocol: ProtocolC, Tiebreak: i == 0, PeerTimeout: 10 * time.Second},
-			Link: transport.Config{Resource: "r0", LocalNode: me, PeerNode: peer, Dial: i == 0,
-				Paths: []transport.Path{{Local: local, Remote: remote}}, Secret: []byte("0123456789abcdef"),
-				ConnsPerPath: conns, ReconnectInterval: 20 * time.Millisecond},
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		nodes[i] = n
+		pool.Put(buf)
+		data[i], metas[i] = f, mf
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.Run(ctx) }()
-	}
-	b.Cleanup(func() { cancel(); wg.Wait() })
-	return nodes
+	return runPair(b, ProtocolC, data, metas, conns)
 }
 
 // BenchmarkFullSync measures an idle full sync of 1 GiB between two

@@ -23,22 +23,34 @@ func loopAddr(t testing.TB) string {
 
 // nodePair runs two Nodes on in-memory devices over loopback TCP.
 func nodePair(t *testing.T, proto Protocol, size int64) ([2]*Node, [2]*blockdev.Mem) {
-	la, lb := loopAddr(t), loopAddr(t)
-	var nodes [2]*Node
 	var devs [2]*blockdev.Mem
-	pool := blockdev.NewPool()
+	var data, metas [2]blockdev.Device
 	for i := range 2 {
 		devs[i] = blockdev.NewMem(size, 512)
+		data[i] = devs[i]
+	}
+	return runPair(t, proto, data, metas, 0), devs
+}
+
+// runPair opens two Nodes, a (dialing) and b, on data (and, where set,
+// external metadata) devices, joined over loopback TCP by one path of
+// conns data connections (0: the default), runs them until the test ends,
+// and returns them.
+func runPair(t testing.TB, proto Protocol, data, metas [2]blockdev.Device, conns int) [2]*Node {
+	la, lb := loopAddr(t), loopAddr(t)
+	var nodes [2]*Node
+	pool := blockdev.NewPool()
+	for i := range 2 {
 		local, remote, me, peer := la, lb, "a", "b"
 		if i == 1 {
 			local, remote, me, peer = lb, la, "b", "a"
 		}
 		n, err := Open(Options{
-			Name: "r0", Data: devs[i], ALExtents: 61, Pool: pool,
+			Name: "r0", Data: data[i], Meta: metas[i], ALExtents: 61, Pool: pool,
 			Machine: MachineConfig{Protocol: proto, Tiebreak: i == 0, PeerTimeout: 10 * time.Second},
 			Link: transport.Config{Resource: "r0", LocalNode: me, PeerNode: peer, Dial: i == 0,
 				Paths: []transport.Path{{Local: local, Remote: remote}}, Secret: []byte("0123456789abcdef"),
-				ReconnectInterval: 20 * time.Millisecond},
+				ConnsPerPath: conns, ReconnectInterval: 20 * time.Millisecond},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -52,7 +64,7 @@ func nodePair(t *testing.T, proto Protocol, size int64) ([2]*Node, [2]*blockdev.
 		go func() { defer wg.Done(); n.Run(ctx) }()
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return nodes, devs
+	return nodes
 }
 
 func waitNode(t *testing.T, n *Node, what string, ok func(NodeStatus) bool) {
