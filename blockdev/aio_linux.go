@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -98,8 +99,12 @@ type aioSlot struct {
 	cbp  *iocb      // &cb: io_submit takes an array of iocb pointers, this is it
 	buf  []byte     // the buffer the kernel holds the address of; keeps it alive and on the heap
 	done chan int64 // io_event.res of each completion; capacity 1
-	idx  uint64
-	uses uint64 // rw calls that used the slot, for tests
+	// async, when set, takes the completion instead of done (see start).
+	// Atomic: the race detector cannot see that io_submit orders the
+	// submitter's store before the reaper's load.
+	async atomic.Pointer[func(res int64)]
+	idx   uint64
+	uses  uint64 // rw calls that used the slot, for tests
 }
 
 // newAIOContext sets up a context for depth requests in flight and starts
@@ -207,6 +212,43 @@ func (a *aioCtx) rw(fd int, op uint16, rwFlags int32, p []byte, off int64) (n in
 	return n, err
 }
 
+// start submits one iocb for p at off without waiting: it returns false
+// when no request slot is free or io_submit fails, and otherwise calls
+// done with the io_event.res on the reaper goroutine. done must not block
+// (its slot is free again before it runs, so it may call start). p must
+// stay unchanged until done.
+func (a *aioCtx) start(fd int, op uint16, p []byte, off int64, done func(res int64)) bool {
+	if len(p) == 0 {
+		return false
+	}
+	var s *aioSlot
+	select {
+	case s = <-a.free:
+	default:
+		return false
+	}
+	s.uses++
+	s.buf = p
+	s.cb = iocb{
+		data:   s.idx,
+		opcode: op,
+		fildes: uint32(fd),
+		buf:    uint64(uintptr(unsafe.Pointer(unsafe.SliceData(p)))),
+		nbytes: uint64(len(p)),
+		offset: off,
+		flags:  iocbFlagResfd,
+		resfd:  a.resfd,
+	}
+	s.async.Store(&done)
+	if err := a.submit(s); err != nil {
+		s.async.Store(nil)
+		s.buf = nil
+		a.free <- s
+		return false
+	}
+	return true
+}
+
 // submit passes s.cb to io_submit.
 func (a *aioCtx) submit(s *aioSlot) error {
 	for {
@@ -266,7 +308,16 @@ func (a *aioCtx) drain() {
 		}
 		for i := range int(r) {
 			ev := &a.events[i]
-			a.slots[ev.data].done <- ev.res // never blocks: one completion per submission
+			s := &a.slots[ev.data]
+			if done := s.async.Swap(nil); done != nil {
+				// The slot is free again before done runs, so that done
+				// may start another transfer.
+				s.buf = nil
+				a.free <- s // never blocks: the slot was taken from free
+				(*done)(ev.res)
+				continue
+			}
+			s.done <- ev.res // never blocks: one completion per submission
 		}
 		if int(r) < len(a.events) {
 			return

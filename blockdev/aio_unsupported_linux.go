@@ -24,6 +24,10 @@ func newAIOContext(depth int) (*aioCtx, error) {
 	return nil, fmt.Errorf("native AIO on %s: %w", runtime.GOARCH, errors.ErrUnsupported)
 }
 
+func (*aioCtx) start(fd int, op uint16, p []byte, off int64, done func(res int64)) bool {
+	return false
+}
+
 func (*aioCtx) rw(fd int, op uint16, rwFlags int32, p []byte, off int64) (int, error) {
 	return 0, errAIOAgain
 }

@@ -64,6 +64,21 @@ type FUAWriter interface {
 	WriteAtFUA(p []byte, off int64) (int, error)
 }
 
+// AsyncWriter is implemented by devices that can start a write and report
+// its completion later, with no goroutine waiting for it: a caller that
+// has many writes to start (a replication secondary) saves a hand-off per
+// write.
+type AsyncWriter interface {
+	// WriteAtAsync starts writing p at off and returns true; done is then
+	// called exactly once, on another goroutine, with what WriteAt would
+	// have returned as its error, and p must stay unchanged until then.
+	// done must not block: it runs on the goroutine that collects the
+	// device's completions. WriteAtAsync returns false, having started
+	// nothing and without calling done, when it cannot start the write
+	// without waiting (or at all); the caller then uses WriteAt.
+	WriteAtAsync(p []byte, off int64, done func(error)) bool
+}
+
 // Discarder is implemented by devices that can deallocate ranges.
 type Discarder interface {
 	// Discard deallocates [off, off+n) (SBC-3 UNMAP / WRITE SAME with

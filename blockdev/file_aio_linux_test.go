@@ -434,3 +434,122 @@ func TestIOAutoPolicy(t *testing.T) {
 		t.Errorf("IOAsync, alone: %d of 3 transfers used AIO, want 3", n)
 	}
 }
+
+// TestWriteAtAsync starts more asynchronous writes than the File has AIO
+// slots: some start (a few from inside done callbacks), the rest are
+// refused and written with WriteAt, and the file then holds every one.
+// Invalid writes and writes on a closed File are refused without a
+// callback, and Close waits for the writes in flight.
+func TestWriteAtAsync(t *testing.T) {
+	const (
+		bs     = 4096
+		blocks = 256
+	)
+	path := filepath.Join(directDir(t), "lun")
+	f := openMode(t, path, Options{Size: blocks * bs, Create: true, BlockSize: bs, QueueDepth: 8}, IOAsync)
+	pool := NewPool()
+	bufs := make([]*Buf, blocks)
+	for i := range bufs {
+		bufs[i] = pool.Get(bs)
+		fillPattern(bufs[i].B, uint64(i)+1)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	var started, refused int
+	var startOne func(i int, fromDone bool)
+	startOne = func(i int, fromDone bool) {
+		wg.Add(1)
+		ok := f.WriteAtAsync(bufs[i].B, int64(i)*bs, func(err error) {
+			defer wg.Done()
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+			// A callback may start the next write: its slot is free.
+			if i%64 == 0 && i+1 < blocks && i+1 >= blocks/2 {
+				startOne(i+1, true)
+			}
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if ok {
+			started++
+			return
+		}
+		refused++
+		write := func() {
+			defer wg.Done()
+			if _, err := f.WriteAt(bufs[i].B, int64(i)*bs); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}
+		if fromDone {
+			go write() // done must not block, and WriteAt waits for the reaper
+		} else {
+			mu.Unlock()
+			write()
+			mu.Lock()
+		}
+	}
+	for i := range blocks {
+		// Blocks just after a multiple of 64 in the second half are
+		// started by the callback of the block before.
+		if i < blocks/2 || i%64 != 1 {
+			startOne(i, false)
+		}
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if started == 0 {
+		t.Fatal("no write started asynchronously")
+	}
+	t.Logf("%d writes started asynchronously, %d refused (8 slots)", started, refused)
+
+	// Refused: a misaligned buffer, an offset past the end, no data.
+	never := func(error) { t.Error("done called for a refused write") }
+	for _, c := range []struct {
+		p   []byte
+		off int64
+	}{{bufs[0].B[:100], 0}, {bufs[0].B, blocks * bs}, {nil, 0}} {
+		if f.WriteAtAsync(c.p, c.off, never) {
+			t.Errorf("write of %d bytes at %d started", len(c.p), c.off)
+		}
+	}
+
+	// Close waits for a write in flight.
+	done := make(chan error, 1)
+	if !f.WriteAtAsync(bufs[0].B, 0, func(err error) { done <- err }) {
+		t.Fatal("write refused on an idle File")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("Close returned before the write in flight completed")
+	}
+	if f.WriteAtAsync(bufs[0].B, 0, never) {
+		t.Error("write started on a closed File")
+	}
+
+	g := mustOpen(t, path, Options{BlockSize: bs, IO: IOSync})
+	got := pool.Get(bs)
+	for i := range blocks {
+		if _, err := g.ReadAt(got.B, int64(i)*bs); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.B, bufs[i].B) {
+			t.Fatalf("block %d does not hold its write", i)
+		}
+	}
+}

@@ -55,9 +55,10 @@ type File struct {
 }
 
 var (
-	_ Device    = (*File)(nil)
-	_ FUAWriter = (*File)(nil)
-	_ Discarder = (*File)(nil)
+	_ Device      = (*File)(nil)
+	_ FUAWriter   = (*File)(nil)
+	_ AsyncWriter = (*File)(nil)
+	_ Discarder   = (*File)(nil)
 )
 
 // Open opens the regular file or block device at path for O_DIRECT I/O in
@@ -533,6 +534,53 @@ func (f *File) writeLocked(p []byte, off int64) (int, error) {
 	}
 	m, err := pwriteAll(f.fd, p[n:], off+int64(n))
 	return n + m, err
+}
+
+// WriteAtAsync implements AsyncWriter with native AIO. It returns false
+// when the file has no AIO context, all its request slots are busy, the
+// request is invalid (WriteAt then reports why) or the file is closing.
+func (f *File) WriteAtAsync(p []byte, off int64, done func(error)) bool {
+	if f.aio == nil || len(p) == 0 || f.checkWrite(p, off) != nil {
+		return false
+	}
+	// Held shared until done: Close waits for the write.
+	if !f.closeMu.TryRLock() {
+		return false
+	}
+	if f.closed {
+		f.closeMu.RUnlock()
+		return false
+	}
+	f.active.Add(1)
+	finish := func(n int, err error) {
+		f.endTransfer()
+		f.closeMu.RUnlock()
+		if err != nil {
+			err = f.wrap("write", off, int64(len(p)), err)
+		}
+		done(err)
+	}
+	started := f.aio.start(f.fd, iocbCmdPwrite, p, off, func(res int64) {
+		switch {
+		case res == int64(len(p)):
+			finish(len(p), nil)
+		case res < 0 && res != -int64(unix.EINTR):
+			finish(0, unix.Errno(-res))
+		default:
+			// Short or interrupted: the rest synchronously, off the
+			// reaper, which must not block.
+			n := int(max(res, 0))
+			go func() {
+				m, err := pwriteAll(f.fd, p[n:], off+int64(n))
+				finish(n+m, err)
+			}()
+		}
+	})
+	if !started {
+		f.endTransfer()
+		f.closeMu.RUnlock()
+	}
+	return started
 }
 
 func (f *File) checkWrite(p []byte, off int64) error {

@@ -51,6 +51,7 @@ type Node struct {
 	log   *slog.Logger
 	data  blockdev.Device
 	fua   blockdev.FUAWriter
+	async blockdev.AsyncWriter // nil: every local write goes to a worker
 	disc  blockdev.Discarder
 	store *meta.Store
 	size  int64
@@ -148,6 +149,7 @@ func Open(opts Options) (*Node, error) {
 	n := &Node{opts: opts, log: opts.Logger, data: opts.Data, store: store, size: store.Layout().DataSize,
 		pool: opts.Pool, start: time.Now(), metaq: make(chan metaJob, 1024), work: make(chan LocalIO, 4096), stop: make(chan struct{})}
 	n.fua, _ = opts.Data.(blockdev.FUAWriter)
+	n.async, _ = opts.Data.(blockdev.AsyncWriter)
 	n.disc, _ = opts.Data.(blockdev.Discarder)
 	n.bufMu.m = map[*byte]*blockdev.Buf{}
 	mc := opts.Machine
@@ -229,6 +231,11 @@ func (n *Node) Run(ctx context.Context) error {
 // actions.
 func (n *Node) step(f func(m *Machine)) {
 	n.mu.Lock()
+	n.stepLocked(f)
+}
+
+// stepLocked is step with mu held; it releases mu.
+func (n *Node) stepLocked(f func(m *Machine)) {
 	f(n.mu.m)
 	rd := n.mu.m.Ready()
 	sess := n.mu.sess
@@ -292,9 +299,20 @@ func (n *Node) step(f func(m *Machine)) {
 		n.metaq <- metaJob{sb: rd.PersistSB, tx: rd.CommitAL, bm: rd.FlushBitmap}
 	}
 	for _, io := range rd.Local {
+		if io.Kind == IOWrite && n.startAsync(io) {
+			continue
+		}
 		select {
 		case n.work <- io:
-		case <-n.stop:
+		default:
+			// Never wait here: this may be a device's completion
+			// callback (see startAsync), which the workers' I/O needs.
+			go func() {
+				select {
+				case n.work <- io:
+				case <-n.stop:
+				}
+			}()
 		}
 	}
 	for _, r := range issue {
@@ -408,6 +426,30 @@ func (n *Node) metaLoop() {
 			n.step(func(m *Machine) { m.SuperblockDone(err) })
 		}
 	}
+}
+
+// startAsync starts a peer's write on a device that can complete it
+// without a waiting goroutine (blockdev.AsyncWriter), saving the hand-off
+// to a worker and back; false: a worker does it. The completion runs on the
+// device's reaper goroutine, which must never wait for a lock that a
+// goroutine waiting for the device (metaLoop, during a metadata write)
+// may hold, so when mu is busy the step goes to a goroutine of its own.
+func (n *Node) startAsync(io LocalIO) bool {
+	if n.async == nil || n.closed.Load() {
+		return false
+	}
+	return n.async.WriteAtAsync(io.Data, io.Off, func(err error) {
+		n.free(io.Data)
+		if err != nil {
+			n.log.Error("local disk I/O failed", "kind", io.Kind, "off", io.Off, "len", io.Len, "err", err)
+		}
+		done := func(m *Machine) { m.IODone(io.ID, err, nil, false, nil) }
+		if n.mu.TryLock() {
+			n.stepLocked(done)
+			return
+		}
+		go n.step(done)
+	})
 }
 
 // worker carries out the machine's local I/O.
