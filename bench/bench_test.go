@@ -112,6 +112,27 @@ func TestFioArgs(t *testing.T) {
 	}
 }
 
+func TestParseProcStat(t *testing.T) {
+	// busy = user 100 + nice 10 + system 40 + irq 5 + softirq 3 + steal 2
+	// ticks; idle and iowait do not count; guest is part of user already.
+	text := "cpu  100 10 40 900 50 5 3 2 7 0\ncpu0 50 5 20 450 25 3 2 1 0 0\ncpu1 50 5 20 450 25 2 1 1 7 0\nintr 1 2 3\n"
+	busy, cpus, err := parseProcStat(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1600 * time.Millisecond; busy != want || cpus != 2 {
+		t.Fatalf("got %v on %d CPUs, want %v on 2", busy, cpus, want)
+	}
+	for _, bad := range []string{"", "intr 1 2\n", "cpu 1 2 3\ncpu0 1 2 3\n", "cpu 1 2 3 4 5 6 7 x\ncpu0 1\n"} {
+		if _, _, err := parseProcStat(bad); !errors.Is(err, errBadStat) {
+			t.Errorf("%q: err %v", bad, err)
+		}
+	}
+	if _, _, err := machineCPU(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestParseStatCPU(t *testing.T) {
 	// comm may contain spaces and ')'; utime=250 and stime=150 ticks.
 	line := "4242 (tgt d) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 17 0 12345 0 0\n"
@@ -226,7 +247,7 @@ func TestRenderMarkdown(t *testing.T) {
 			{Target: "raw", Job: "randread-4k-qd1", IOPS: 20000, MBps: 81.92, LatUS: 49.6, TargetCPUPerIO: -1, FioCPUPerIO: 10},
 			{Target: "raw", Job: "randread-4k-qd32", IOPS: 100000, MBps: 409.6, LatUS: 320, TargetCPUPerIO: -1, FioCPUPerIO: 5},
 			{Target: "tgt-direct", Job: "randread-4k-qd1", IOPS: 5000, MBps: 20.48, LatUS: 199, TargetCPUPerIO: 80, FioCPUPerIO: 15},
-			{Target: "tgt-direct", Job: "randread-4k-qd32", IOPS: 21000, MBps: 86, LatUS: 1500, TargetCPUPerIO: 50.04, FioCPUPerIO: 9},
+			{Target: "tgt-direct", Job: "randread-4k-qd32", IOPS: 21000, MBps: 86, LatUS: 1500, TargetCPUPerIO: 50.04, FioCPUPerIO: 9, MachineCPUPerIO: 90.4, MachineBusy: 0.95},
 			{Target: "istgt", Job: "randread-4k-qd1", Err: "fio randread-4k-qd1: boom | bang"},
 			{Target: "istgt", Job: "randread-4k-qd32", IOPS: 42000, MBps: 172, LatUS: 760, TargetCPUPerIO: 22.5, FioCPUPerIO: 8},
 		},
@@ -236,11 +257,11 @@ func TestRenderMarkdown(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"```\ngo run ./bench -quick\n```",
-		"| job | target | IOPS | MB/s | mean lat µs | target CPU µs/IO | fio CPU µs/IO | IOPS vs tgt-direct | IOPS vs raw |",
-		"| randread-4k-qd1 | raw | 20\u202f000 | 82 | 50 | – | 10.0 | 4.00× | 1.00× |",
-		"| randread-4k-qd32 | tgt-direct | 21\u202f000 | 86 | 1500 | 50.0 | 9.0 | 1.00× | 0.21× |",
-		"| randread-4k-qd32 | istgt | 42\u202f000 | 172 | 760 | 22.5 | 8.0 | 2.00× | 0.42× |",
-		"| randread-4k-qd1 | istgt | failed | | | | | | |",
+		"| job | target | IOPS | MB/s | mean lat µs | target CPU µs/IO | fio CPU µs/IO | machine CPU µs/IO | machine busy | IOPS vs tgt-direct | IOPS vs raw |",
+		"| randread-4k-qd1 | raw | 20\u202f000 | 82 | 50 | – | 10.0 | – | – | 4.00× | 1.00× |",
+		"| randread-4k-qd32 | tgt-direct | 21\u202f000 | 86 | 1500 | 50.0 | 9.0 | 90.4 | 95% | 1.00× | 0.21× |",
+		"| randread-4k-qd32 | istgt | 42\u202f000 | 172 | 760 | 22.5 | 8.0 | – | – | 2.00× | 0.42× |",
+		"| randread-4k-qd1 | istgt | failed | | | | | | | | |",
 		"**hastord**: ours. *Skipped*: skipped: not built",
 		"Queue depth check (IOPS at QD32 ÷ QD1, 4 KiB random read): raw 5.0×, tgt-direct 4.2×",
 		"- istgt/randread-4k-qd1: fio randread-4k-qd1: boom \\| bang",
@@ -254,7 +275,7 @@ func TestRenderMarkdown(t *testing.T) {
 	// Every table row has the header's number of columns.
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "| randread") {
-			if n := strings.Count(line, "|") - strings.Count(line, `\|`); n != 10 {
+			if n := strings.Count(line, "|") - strings.Count(line, `\|`); n != 12 {
 				t.Errorf("row has %d bars: %s", n, line)
 			}
 		}
@@ -384,5 +405,29 @@ func TestSmokeTgt(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "backing-"+strconv.Itoa(os.Getpid())+".img")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("backing file left behind: %v", err)
+	}
+}
+
+func TestReplicationCostCeiling(t *testing.T) {
+	rep := &report{
+		CPUs: 2,
+		Jobs: []string{"seqwrite-1m-qd32", "randwrite-4k-qd32"},
+		Results: []result{
+			{Target: "hastord", Job: "seqwrite-1m-qd32", IOPS: 2000, MBps: 2097.152, MachineCPUPerIO: 600},
+			{Target: "hastord-repl", Job: "seqwrite-1m-qd32", IOPS: 1000, MBps: 1048.576},
+			{Target: "hastord", Job: "randwrite-4k-qd32", IOPS: 30000, MBps: 122.88},
+			{Target: "hastord-repl", Job: "randwrite-4k-qd32", IOPS: 21000, MBps: 86},
+		},
+		Resync: []resyncFigures{{Target: "hastord-repl", LinkMBps: 3000, LinkCPUPerMB: 700, DiskMBps: 1000, Bytes: 1 << 30, Seconds: 1}},
+	}
+	// 1 MiB: 600 + 700 × 1.048576 µs per I/O on 2 CPUs gives 1499 IOPS,
+	// 0.75 of the plain 2000. The 4 KiB job has no machine CPU: no ceiling.
+	want := "seqwrite-1m-qd32 0.50× (CPU ceiling 0.75×), randwrite-4k-qd32 0.70×"
+	if got := replicationCost(rep, "hastord-repl"); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := resyncLine(rep.Resync[0]); !strings.Contains(got, "link 3000 MB/s (TCP over both veth paths, 700 µs of machine CPU per MB)") ||
+		!strings.Contains(got, "= 1.07×") {
+		t.Errorf("resync line %q", got)
 	}
 }

@@ -412,14 +412,17 @@ func (h *harness) measureJob(ctx context.Context, inst *instance, j Job, jsonPat
 			return res, fmt.Errorf("ramp: %w", err)
 		}
 	}
-	var cpu0 time.Duration
-	if inst.proc != nil {
-		var err error
-		if cpu0, err = inst.proc.cpuTime(); err != nil {
-			return res, err
-		}
+	cpu0, err := sampleCPU(inst)
+	if err != nil {
+		return res, err
 	}
+	start := time.Now()
 	st, err := fioRun{Bin: h.fio, Job: j, Runtime: h.cfg.runtime, Engine: inst.engine, JSONPath: jsonPath}.run(ctx)
+	if err != nil {
+		return res, err
+	}
+	wall := time.Since(start)
+	cpu1, err := sampleCPU(inst)
 	if err != nil {
 		return res, err
 	}
@@ -427,16 +430,42 @@ func (h *harness) measureJob(ctx context.Context, inst *instance, j Job, jsonPat
 	res.MBps = st.BytesPerS / 1e6
 	res.LatUS = float64(st.LatMean) / float64(time.Microsecond)
 	res.IOs = st.IOs
-	res.FioCPUPerIO = float64(st.CPU) / float64(time.Microsecond) / float64(st.IOs)
+	perIO := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(st.IOs) }
+	res.FioCPUPerIO = perIO(st.CPU)
 	if inst.proc != nil {
-		cpu1, err := inst.proc.cpuTime()
-		if err != nil {
-			return res, err
-		}
-		res.TargetCPU = cpu1 - cpu0
-		res.TargetCPUPerIO = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(st.IOs)
+		res.TargetCPU = cpu1.target - cpu0.target
+		res.TargetCPUPerIO = perIO(res.TargetCPU)
 	}
+	if inst.peer != nil {
+		res.PeerCPUPerIO = perIO(cpu1.peer - cpu0.peer)
+	}
+	res.MachineCPUPerIO = perIO(cpu1.machine - cpu0.machine)
+	res.MachineBusy = float64(cpu1.machine-cpu0.machine) / float64(wall) / float64(cpu1.cpus)
 	return res, nil
+}
+
+// cpuSample is the CPU time used so far by a target's processes and by the
+// whole machine.
+type cpuSample struct {
+	target, peer, machine time.Duration
+	cpus                  int
+}
+
+func sampleCPU(inst *instance) (cpuSample, error) {
+	var s cpuSample
+	var err error
+	if inst.proc != nil {
+		if s.target, err = inst.proc.cpuTime(); err != nil {
+			return s, err
+		}
+	}
+	if inst.peer != nil {
+		if s.peer, err = inst.peer.cpuTime(); err != nil {
+			return s, err
+		}
+	}
+	s.machine, s.cpus, err = machineCPU()
+	return s, err
 }
 
 func fioVersion(ctx context.Context, bin string) string {

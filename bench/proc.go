@@ -147,6 +147,51 @@ func parseStatCPU(line string) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// machineCPU returns the time all CPUs together spent busy (every state
+// but idle and iowait) since boot, and the number of CPUs, from
+// /proc/stat.
+func machineCPU() (busy time.Duration, cpus int, err error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, fmt.Errorf("machine cpu time: %w", err)
+	}
+	return parseProcStat(string(data))
+}
+
+// parseProcStat parses /proc/stat (proc(5)): the busy ticks of the "cpu"
+// line (user, nice, system, irq, softirq, steal; guest time is already in
+// user) and the count of "cpuN" lines.
+func parseProcStat(text string) (time.Duration, int, error) {
+	var busy time.Duration
+	cpus, found := 0, false
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && f[0] == "cpu":
+			if len(f) < 9 {
+				return 0, 0, fmt.Errorf("%w: /proc/stat cpu line has %d fields", errBadStat, len(f))
+			}
+			var ticks uint64
+			for i, v := range f[1:9] {
+				n, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					return 0, 0, fmt.Errorf("%w: /proc/stat: %w", errBadStat, err)
+				}
+				if i != 3 && i != 4 { // idle, iowait
+					ticks += n
+				}
+			}
+			busy, found = time.Duration(ticks)*time.Second/clockTicks, true
+		case len(f) > 0 && strings.HasPrefix(f[0], "cpu"):
+			cpus++
+		}
+	}
+	if !found || cpus == 0 {
+		return 0, 0, fmt.Errorf("%w: /proc/stat has no cpu lines", errBadStat)
+	}
+	return busy, cpus, nil
+}
+
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -155,11 +155,11 @@ func (t *replTarget) Start(ctx context.Context, h *harness) (inst *instance, err
 		}
 		stops = append(stops, func() { exec.Command("ip", "link", "del", a).Run() })
 	}
-	linkMBps, err := measureLink(ctx, ns)
+	linkMBps, linkCPU, err := measureLink(ctx, ns)
 	if err != nil {
 		return nil, fmt.Errorf("%s: measure the link: %w", t.Name(), err)
 	}
-	h.logf("replication link (2 veth paths, TCP): %.0f MB/s", linkMBps)
+	h.logf("replication link (2 veth paths, TCP): %.0f MB/s, %.0f µs of machine CPU per MB", linkMBps, linkCPU)
 	// The secondary's backing store: a copy of the primary's, written in
 	// full like the block device a real secondary has (a sparse file would
 	// make every resync write allocate). The copy, O_DIRECT with the
@@ -207,7 +207,7 @@ func (t *replTarget) Start(ctx context.Context, h *harness) (inst *instance, err
 	}); err != nil {
 		return nil, err
 	}
-	rs := resyncFigures{Target: t.Name(), LinkMBps: linkMBps, DiskMBps: diskMBps}
+	rs := resyncFigures{Target: t.Name(), LinkMBps: linkMBps, LinkCPUPerMB: linkCPU, DiskMBps: diskMBps}
 	start := time.Now()
 	if _, err := runTool(ctx, nil, dir, t.ctl, "primary", "--socket", sock, "--force", "bench-lun0"); err != nil {
 		return nil, err
@@ -224,6 +224,7 @@ func (t *replTarget) Start(ctx context.Context, h *harness) (inst *instance, err
 	return &instance{
 		engine:   libiscsiEngine(portal, benchIQN, 0),
 		proc:     pa,
+		peer:     pb,
 		shutdown: cleanup,
 	}, nil
 }
@@ -382,11 +383,14 @@ func replStatus(ctx context.Context, ctl, sock string) (*replStatusJSON, error) 
 
 // measureLink measures TCP throughput from this namespace into ns over
 // both paths at once: one sink per path runs in ns (this program, started
-// with -tcp-sink), and one stream per path sends for two seconds.
-func measureLink(ctx context.Context, ns string) (float64, error) {
+// with -tcp-sink), and one stream per path sends for two seconds. It
+// returns MB/s and the machine's CPU time per MB moved (sender, receiver
+// and the kernel's network stack on both sides: on one machine, all of it
+// comes out of the same CPUs).
+func measureLink(ctx context.Context, ns string) (mbps, cpuPerMB float64, err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var total int64
 	var mu sync.Mutex
@@ -396,9 +400,16 @@ func measureLink(ctx context.Context, ns string) (float64, error) {
 		addr := fmt.Sprintf("10.93.%d.2:7790", i)
 		sink := exec.CommandContext(ctx, "ip", "netns", "exec", ns, self, "-tcp-sink", addr)
 		if err := sink.Start(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer func() { sink.Process.Kill(); sink.Wait() }()
+	}
+	cpu0, _, err := machineCPU()
+	if err != nil {
+		return 0, 0, err
+	}
+	for i := 1; i <= 2; i++ {
+		addr := fmt.Sprintf("10.93.%d.2:7790", i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -413,12 +424,17 @@ func measureLink(ctx context.Context, ns string) (float64, error) {
 		}()
 	}
 	wg.Wait()
+	cpu1, _, err := machineCPU()
+	if err != nil {
+		return 0, 0, err
+	}
 	select {
 	case err := <-errc:
-		return 0, err
+		return 0, 0, err
 	default:
 	}
-	return float64(total) / 2 / 1e6, nil
+	mb := float64(total) / 1e6
+	return mb / 2, float64(cpu1-cpu0) / float64(time.Microsecond) / mb, nil
 }
 
 // sendFor connects to addr (retrying while the sink starts) and writes as

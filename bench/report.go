@@ -32,9 +32,18 @@ type result struct {
 	// no target process (raw).
 	TargetCPU      time.Duration `json:"target_cpu_ns"`
 	TargetCPUPerIO float64       `json:"target_cpu_us_per_io"`
+	// PeerCPUPerIO is the same for a replicated target's secondary; 0
+	// when there is none.
+	PeerCPUPerIO float64 `json:"peer_cpu_us_per_io,omitempty"`
 	// FioCPUPerIO is fio's own user+system CPU in µs per I/O.
 	FioCPUPerIO float64 `json:"fio_cpu_us_per_io"`
-	Err         string  `json:"error,omitempty"`
+	// MachineCPUPerIO is the busy time of all CPUs (every process and the
+	// kernel's own threads) in µs per I/O; MachineBusy is that busy time
+	// as a fraction of all CPUs over the run: near 1, the run was bound
+	// by CPU.
+	MachineCPUPerIO float64 `json:"machine_cpu_us_per_io"`
+	MachineBusy     float64 `json:"machine_busy"`
+	Err             string  `json:"error,omitempty"`
 }
 
 // targetInfo says what a target is and whether it ran.
@@ -51,6 +60,7 @@ type report struct {
 	Started    time.Time     `json:"started"`
 	Finished   time.Time     `json:"finished"`
 	Machine    string        `json:"machine"`
+	CPUs       int           `json:"cpus"`
 	Size       ByteSize      `json:"lun_size_bytes"`
 	BackingFS  string        `json:"backing_fs"`
 	Runtime    time.Duration `json:"runtime_ns"`
@@ -70,6 +80,10 @@ type resyncFigures struct {
 	Bytes    int64   `json:"bytes"`
 	Seconds  float64 `json:"seconds"`
 	LinkMBps float64 `json:"link_mb_per_s"`
+	// LinkCPUPerMB is the machine's CPU time in µs per MB the link
+	// measurement moved: what replicating a byte costs at the least, the
+	// sender's and the receiver's network stacks sharing this machine.
+	LinkCPUPerMB float64 `json:"link_cpu_us_per_mb,omitempty"`
 	// DiskMBps is an O_DIRECT copy of the primary's backing file to the
 	// secondary's: what a resync needs from the disks, without the
 	// network.
@@ -85,6 +99,7 @@ func newReport(cfg config, started time.Time, jobs []Job, backingDir string) *re
 		Command:   cfg.command,
 		Started:   started,
 		Machine:   machineInfo(),
+		CPUs:      runtime.NumCPU(),
 		Size:      cfg.size,
 		BackingFS: fsName(backingDir),
 		Runtime:   cfg.runtime,
@@ -126,8 +141,8 @@ func renderMarkdown(w io.Writer, r *report) {
 		secs(r.Ramp), secs(r.Runtime))
 	p("- fio: %s, libiscsi engine rebuilt without FIO_SYNCIO (bench/build-fio.sh)\n\n", r.FioVersion)
 
-	p("| job | target | IOPS | MB/s | mean lat µs | target CPU µs/IO | fio CPU µs/IO | IOPS vs %s | IOPS vs %s |\n", baselineTarget, ceilingTarget)
-	p("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| job | target | IOPS | MB/s | mean lat µs | target CPU µs/IO | fio CPU µs/IO | machine CPU µs/IO | machine busy | IOPS vs %s | IOPS vs %s |\n", baselineTarget, ceilingTarget)
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, job := range r.Jobs {
 		base, haveBase := r.find(baselineTarget, job)
 		ceil, haveCeil := r.find(ceilingTarget, job)
@@ -143,7 +158,7 @@ func renderMarkdown(w io.Writer, r *report) {
 				continue
 			}
 			if res.Err != "" {
-				p("| %s | %s | failed | | | | | | |\n", job, t.Name)
+				p("| %s | %s | failed | | | | | | | | |\n", job, t.Name)
 				continue
 			}
 			ratio := func(ok bool, ref result) string {
@@ -156,9 +171,16 @@ func renderMarkdown(w io.Writer, r *report) {
 			if res.TargetCPUPerIO >= 0 {
 				cpu = fmtFloat(res.TargetCPUPerIO, 1)
 			}
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", job, t.Name,
+			if res.PeerCPUPerIO > 0 {
+				cpu += " + " + fmtFloat(res.PeerCPUPerIO, 1)
+			}
+			mcpu, busy := "–", "–"
+			if res.MachineBusy > 0 {
+				mcpu, busy = fmtFloat(res.MachineCPUPerIO, 1), fmtInt(100*res.MachineBusy)+"%"
+			}
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", job, t.Name,
 				fmtInt(res.IOPS), fmtInt(res.MBps), fmtFloat(res.LatUS, 0), cpu, fmtFloat(res.FioCPUPerIO, 1),
-				ratio(haveBase, base), ratio(haveCeil, ceil))
+				mcpu, busy, ratio(haveBase, base), ratio(haveCeil, ceil))
 		}
 	}
 	p("\nTargets:\n\n")
@@ -186,8 +208,16 @@ func renderMarkdown(w io.Writer, r *report) {
 	for _, rs := range r.Resync {
 		p("\nResync (%s: first full sync of the filled backing file to the secondary, idle): %s\n", rs.Target, resyncLine(rs))
 	}
+	if len(r.Resync) > 0 {
+		p("\nA CPU ceiling is the ratio a replicated write could reach on this machine with every CPU busy, " +
+			"if it cost no more CPU than a plain write (its machine CPU per I/O) plus moving its bytes over the link " +
+			"(the link measurement's machine CPU per MB): fio, both nodes and both network stacks share these CPUs.\n")
+	}
 	p("\nMB/s is 10^6 bytes/s. Target CPU is the target process's utime+stime (all threads, /proc/PID/stat) " +
-		"over the measured run, divided by the I/Os fio completed in it; fio CPU is fio's own usr+sys time per I/O. " +
+		"over the measured run, divided by the I/Os fio completed in it (for a replicated target: primary + secondary); " +
+		"fio CPU is fio's own usr+sys time per I/O. Machine CPU is the busy time of all CPUs (/proc/stat: every process, " +
+		"the kernel's threads and interrupts) per I/O, and machine busy that time as a share of all CPUs over the run: " +
+		"near 100%%, the job was bound by CPU, not by the disk. " +
 		"Ratios compare IOPS (equal to the MB/s ratio, the block size being the same).\n")
 	var failed []string
 	for _, res := range r.Results {
@@ -232,15 +262,32 @@ func encryptionCost(r *report) string {
 	return strings.Join(parts, ", ")
 }
 
-// replicationCost compares a replicated target's LUN with the plain one.
+// replicationCost compares a replicated target's LUN with the plain one,
+// and gives each ratio's CPU ceiling on this machine: the IOPS it would
+// reach with every CPU busy if a replicated write cost no more than a
+// plain one (its machine CPU per I/O) plus moving its bytes over the link
+// (the link measurement's CPU per MB), divided by the plain IOPS.
 func replicationCost(r *report, target string) string {
+	var link resyncFigures
+	for _, rs := range r.Resync {
+		if rs.Target == target {
+			link = rs
+		}
+	}
 	var parts []string
 	for _, job := range r.Jobs {
 		plain, ok1 := r.find("hastord", job)
 		rep, ok2 := r.find(target, job)
-		if ok1 && ok2 && plain.IOPS > 0 && plain.Err == "" && rep.Err == "" {
-			parts = append(parts, fmt.Sprintf("%s %s×", job, fmtFloat(rep.IOPS/plain.IOPS, 2)))
+		if !ok1 || !ok2 || plain.IOPS <= 0 || plain.Err != "" || rep.Err != "" {
+			continue
 		}
+		part := fmt.Sprintf("%s %s×", job, fmtFloat(rep.IOPS/plain.IOPS, 2))
+		if link.LinkCPUPerMB > 0 && plain.MachineCPUPerIO > 0 && r.CPUs > 0 {
+			perIO := plain.MachineCPUPerIO + link.LinkCPUPerMB*plain.MBps/plain.IOPS
+			ceiling := float64(r.CPUs) * 1e6 / perIO / plain.IOPS
+			part += fmt.Sprintf(" (CPU ceiling %s×)", fmtFloat(ceiling, 2))
+		}
+		parts = append(parts, part)
 	}
 	return strings.Join(parts, ", ")
 }
@@ -253,10 +300,14 @@ func resyncLine(rs resyncFigures) string {
 	}
 	mbps := float64(rs.Bytes) / rs.Seconds / 1e6
 	lim := min(rs.LinkMBps, rs.DiskMBps)
-	return fmt.Sprintf("%d bytes in %s s = %s MB/s; link %s MB/s (TCP over both veth paths); "+
+	link := fmtFloat(rs.LinkMBps, 0) + " MB/s (TCP over both veth paths"
+	if rs.LinkCPUPerMB > 0 {
+		link += ", " + fmtFloat(rs.LinkCPUPerMB, 0) + " µs of machine CPU per MB"
+	}
+	return fmt.Sprintf("%d bytes in %s s = %s MB/s; link %s); "+
 		"disk %s MB/s (O_DIRECT copy of the backing file to the secondary's, 1 MiB, 32 reads and 32 writes in flight); "+
 		"resync ÷ min(link, disk) = %s×", rs.Bytes, fmtFloat(rs.Seconds, 2), fmtFloat(mbps, 0),
-		fmtFloat(rs.LinkMBps, 0), fmtFloat(rs.DiskMBps, 0), fmtFloat(mbps/lim, 2))
+		link, fmtFloat(rs.DiskMBps, 0), fmtFloat(mbps/lim, 2))
 }
 
 func oneLine(s string) string {

@@ -48,6 +48,8 @@ type instance struct {
 	// proc is the target process whose CPU time is sampled; nil for the
 	// raw file.
 	proc *process
+	// peer is a replicated target's secondary, sampled too; or nil.
+	peer *process
 	// shutdown stops everything Start started. It is called exactly once.
 	shutdown func()
 }
