@@ -71,6 +71,8 @@ type Node struct {
 	// so sends leave in the order the machine produced them.
 	dataMu sync.Mutex
 
+	reqPool sync.Pool // *request
+
 	bufMu struct {
 		sync.Mutex
 		m map[*byte]*blockdev.Buf
@@ -94,12 +96,16 @@ type metaJob struct {
 }
 
 // request is one application write or flush waiting in WriteAt or Flush.
+// Requests are pooled: one is reused once it has completed and the
+// transport has released every message that referenced it.
 type request struct {
 	id    ReqID
 	issue chan struct{}
 	done  chan error
 	rel   chan struct{}
-	sent  atomic.Int32
+	sent  atomic.Int32 // messages sent that reference the request's data
+	// release is the Done of each of those messages.
+	release func(error)
 }
 
 // Open opens (or creates, the first time) the resource's metadata and
@@ -344,7 +350,7 @@ func (n *Node) send(sess *transport.Session, o Out, r *request) {
 	msg := transport.Msg{Type: uint8(o.Msg.Type), Meta: meta, Data: o.Data}
 	switch {
 	case r != nil:
-		msg.Done = func(error) { r.rel <- struct{}{} }
+		msg.Done = r.release
 	case o.Copy && len(o.Data) > 0:
 		b := n.pool.Get(len(o.Data))
 		copy(b.B, o.Data)

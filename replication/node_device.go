@@ -58,7 +58,9 @@ func (n *Node) remoteRead(p []byte, off int64) (int, error) {
 		n.mu.reqs[r.id] = r
 		m.SubmitRead(r.id, off, p)
 	})
-	if err := <-r.done; err != nil {
+	err := <-r.done
+	n.finish(r)
+	if err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -85,11 +87,14 @@ func (d *Device) Flush() error {
 	select {
 	case <-r.issue:
 	case err := <-r.done:
+		d.n.finish(r)
 		return err
 	}
 	err := d.n.data.Flush()
 	d.n.step(func(m *Machine) { m.LocalDone(r.id, err) })
-	return <-r.done
+	err = <-r.done
+	d.n.finish(r)
+	return err
 }
 
 // Size returns the size of the replicated data area.
@@ -99,7 +104,11 @@ func (d *Device) Size() int64 { return d.n.size }
 func (d *Device) Close() error { return nil }
 
 func (n *Node) newRequest() *request {
-	r := &request{issue: make(chan struct{}, 1), done: make(chan error, 1), rel: make(chan struct{}, 4)}
+	r, _ := n.reqPool.Get().(*request)
+	if r == nil {
+		r = &request{issue: make(chan struct{}, 1), done: make(chan error, 1), rel: make(chan struct{}, 4)}
+		r.release = func(error) { r.rel <- struct{}{} }
+	}
 	n.mu.Lock()
 	n.mu.nextReq++
 	r.id = n.mu.nextReq
@@ -122,7 +131,7 @@ func (n *Node) write(p []byte, off int64, fua bool) (int, error) {
 	select {
 	case <-r.issue:
 	case err := <-r.done:
-		n.waitReleased(r)
+		n.finish(r)
 		if err != nil {
 			return 0, err
 		}
@@ -136,19 +145,26 @@ func (n *Node) write(p []byte, off int64, fua bool) (int, error) {
 	}
 	n.step(func(m *Machine) { m.LocalDone(r.id, err) })
 	err = <-r.done
-	n.waitReleased(r)
+	n.finish(r)
 	if err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// waitReleased waits until the transport no longer references the
-// request's buffer.
-func (n *Node) waitReleased(r *request) {
+// finish waits, once r has completed, until the transport no longer
+// references the request's data, and returns r to the pool.
+func (n *Node) finish(r *request) {
 	for k := r.sent.Load(); k > 0; k-- {
 		<-r.rel
 	}
+	r.sent.Store(0)
+	// An issue that lost the race with an early completion.
+	select {
+	case <-r.issue:
+	default:
+	}
+	n.reqPool.Put(r)
 }
 
 // waitFor waits until cond holds on the machine or ctx ends.

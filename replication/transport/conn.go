@@ -45,6 +45,7 @@ type conn struct {
 		wake chan struct{}
 	}
 	once sync.Once
+	wbuf net.Buffers // the writer's: WriteTo consumes it, and here it costs no allocation
 }
 
 func newConn(s *Session, nc net.Conn, path int, kind connKind) *conn {
@@ -125,8 +126,8 @@ func (c *conn) writeLoop() {
 		}
 		// (A reallocation of ctl leaves the earlier headers in the old
 		// array, which bufs still references: nothing to fix up.)
-		b := bufs
-		_, err := b.WriteTo(c.nc)
+		c.wbuf = bufs
+		_, err := c.wbuf.WriteTo(c.nc)
 		c.queued.Add(-n)
 		c.s.l.sent[c.path].Add(n)
 		clear(q)
@@ -150,12 +151,19 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return err
 		}
+		var m *inMsg
 		var meta, data []byte
-		if h.metaLen > 0 {
-			meta = make([]byte, h.metaLen)
+		if h.typ <= MaxUserType {
+			m = &inMsg{seq: h.seq, typ: h.typ}
+			if h.metaLen <= len(m.inl) {
+				meta = m.inl[:h.metaLen]
+			} else {
+				meta = make([]byte, h.metaLen)
+			}
 			if _, err := io.ReadFull(br, meta); err != nil {
 				return err
 			}
+			m.meta = meta
 		}
 		if h.dataLen > 0 {
 			data = cfg.Alloc(h.dataLen)
@@ -181,7 +189,8 @@ func (c *conn) readLoop() error {
 		case typeAck:
 			c.s.acked(h.ch, h.seq)
 		default:
-			if err := c.s.received(h.ch, &inMsg{seq: h.seq, typ: h.typ, meta: meta, data: data}); err != nil {
+			m.data = data
+			if err := c.s.received(h.ch, m); err != nil {
 				return err
 			}
 		}

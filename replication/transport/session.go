@@ -11,6 +11,10 @@ import (
 // message may arrive.
 const maxReorder = 1 << 20
 
+// inlineMeta is the meta size kept inside a message's own allocation:
+// most messages' meta fits, and then costs no allocation of its own.
+const inlineMeta = 32
+
 // outMsg is a message sent and not yet acknowledged.
 type outMsg struct {
 	seq  uint64
@@ -21,6 +25,7 @@ type outMsg struct {
 	done func(error)
 	conn *conn
 	at   time.Time
+	inl  [inlineMeta]byte
 }
 
 func (m *outMsg) size() int64 { return int64(headerSize + len(m.meta) + len(m.data)) }
@@ -31,6 +36,7 @@ type inMsg struct {
 	typ  uint8
 	meta []byte
 	data []byte
+	inl  [inlineMeta]byte
 }
 
 type txState struct {
@@ -211,7 +217,8 @@ func (s *Session) Send(ctx context.Context, ch Channel, m Msg) error {
 		}
 		return err
 	}
-	om := &outMsg{ch: ch, typ: m.Type, meta: append([]byte(nil), m.Meta...), data: m.Data, done: m.Done, at: time.Now()}
+	om := &outMsg{ch: ch, typ: m.Type, data: m.Data, done: m.Done, at: time.Now()}
+	om.meta = append(om.inl[:0:len(om.inl)], m.Meta...)
 	s.mu.Lock()
 	tx := &s.mu.tx[ch]
 	for ch == Data && !s.mu.dead && tx.bytes > 0 && tx.bytes+om.size() > s.l.cfg.Window && ctx.Err() == nil {
