@@ -245,7 +245,12 @@ func (n *Node) stepLocked(f func(m *Machine)) {
 	f(n.mu.m)
 	rd := n.mu.m.Ready()
 	sess := n.mu.sess
-	var issue, done []*request
+	type completion struct {
+		r   *request
+		err error
+	}
+	var issue []*request
+	var done []completion
 	for _, id := range rd.Issue {
 		if r := n.mu.reqs[id]; r != nil {
 			issue = append(issue, r)
@@ -264,7 +269,7 @@ func (n *Node) stepLocked(f func(m *Machine)) {
 	for _, c := range rd.Complete {
 		if r := n.mu.reqs[c.ID]; r != nil {
 			delete(n.mu.reqs, c.ID)
-			done = append(done, r)
+			done = append(done, completion{r, c.Err})
 		}
 	}
 	var changed chan struct{}
@@ -324,13 +329,10 @@ func (n *Node) stepLocked(f func(m *Machine)) {
 	for _, r := range issue {
 		r.issue <- struct{}{}
 	}
-	for i, c := range rd.Complete {
-		_ = i
-		for _, r := range done {
-			if r.id == c.ID {
-				r.done <- c.Err
-			}
-		}
+	// Once done, a request may be reused at once: nothing here reads it
+	// after its completion is sent.
+	for _, c := range done {
+		c.r.done <- c.err
 	}
 	for _, b := range rd.Free {
 		n.free(b)

@@ -3,7 +3,10 @@ package replication
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"net"
+	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +40,11 @@ func nodePair(t *testing.T, proto Protocol, size int64) ([2]*Node, [2]*blockdev.
 // conns data connections (0: the default), runs them until the test ends,
 // and returns them.
 func runPair(t testing.TB, proto Protocol, data, metas [2]blockdev.Device, conns int) [2]*Node {
+	return runPairOpts(t, proto, data, metas, conns, 61)
+}
+
+// runPairOpts is runPair with an activity log of alExtents extents.
+func runPairOpts(t testing.TB, proto Protocol, data, metas [2]blockdev.Device, conns, alExtents int) [2]*Node {
 	la, lb := loopAddr(t), loopAddr(t)
 	var nodes [2]*Node
 	pool := blockdev.NewPool()
@@ -46,7 +54,7 @@ func runPair(t testing.TB, proto Protocol, data, metas [2]blockdev.Device, conns
 			local, remote, me, peer = lb, la, "b", "a"
 		}
 		n, err := Open(Options{
-			Name: "r0", Data: data[i], Meta: metas[i], ALExtents: 61, Pool: pool,
+			Name: "r0", Data: data[i], Meta: metas[i], ALExtents: alExtents, Pool: pool,
 			Machine: MachineConfig{Protocol: proto, Tiebreak: i == 0, PeerTimeout: 10 * time.Second},
 			Link: transport.Config{Resource: "r0", LocalNode: me, PeerNode: peer, Dial: i == 0,
 				Paths: []transport.Path{{Local: local, Remote: remote}}, Secret: []byte("0123456789abcdef"),
@@ -139,5 +147,110 @@ func TestNodeReplicates(t *testing.T) {
 				t.Fatal("the two devices differ")
 			}
 		})
+	}
+}
+
+// TestNodeOnFilesInternalMeta: two Nodes on O_DIRECT files with internal
+// metadata and a small activity log. Application writes run during the
+// first full sync and across two disconnects and bitmap resyncs, so the
+// secondary's metadata writes (bitmap pages, superblocks) go to the same
+// file, through the same AIO reaper, that completes its replicated and
+// resync writes; the primary commits its activity log meanwhile. Every
+// write must finish (a reaper that waited for the machine's mutex while a
+// metadata write held it would hang them) and the data areas must end up
+// identical.
+func TestNodeOnFilesInternalMeta(t *testing.T) {
+	const size = 300 << 20 // more than 256 resync chunks: a periodic bitmap flush
+	// Bounded: a hang, even in the nodes' shutdown at cleanup (which runs
+	// before this Stop), is a failure with every goroutine's stack.
+	watchdog := time.AfterFunc(3*time.Minute, func() {
+		debug.SetTraceback("all")
+		panic("TestNodeOnFilesInternalMeta hung for 3 minutes")
+	})
+	t.Cleanup(func() { watchdog.Stop() })
+	dir := t.TempDir()
+	var data, metas [2]blockdev.Device
+	var files [2]*blockdev.File
+	for i := range 2 {
+		f, err := blockdev.Open(filepath.Join(dir, string(rune('a'+i))), blockdev.Options{Size: size, Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		files[i], data[i] = f, f
+	}
+	if !files[1].AsyncIO() {
+		t.Log("no native AIO here: the secondary's writes use its workers")
+	}
+	nodes := runPairOpts(t, ProtocolC, data, metas, 2, 8)
+	waitNode(t, nodes[0], "the connection", func(st NodeStatus) bool { return st.Conn == Established })
+	if err := nodes[0].Promote(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	dev := nodes[0].Device()
+	pool := blockdev.NewPool()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := pool.Get(4096)
+			defer pool.Put(b)
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for i := range b.B {
+					b.B[i] = byte(w*31 + k + i)
+				}
+				off := r.Int64N(dev.Size()/4096) * 4096
+				if _, err := dev.WriteAt(b.B, off); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	waitNode(t, nodes[0], "the full sync under writes", synced)
+	for range 2 {
+		if err := nodes[1].Disconnect(); err != nil {
+			t.Fatal(err)
+		}
+		waitNode(t, nodes[0], "the disconnect", func(st NodeStatus) bool { return st.Conn != Established })
+		time.Sleep(100 * time.Millisecond) // writes while disconnected: a bitmap resync follows
+		if err := nodes[1].Connect(false); err != nil {
+			t.Fatal(err)
+		}
+		waitNode(t, nodes[0], "the bitmap resync under writes", synced)
+	}
+	close(stop)
+	wg.Wait()
+	if err := dev.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitNode(t, nodes[0], "nothing pending", func(st NodeStatus) bool { return st.Pending == 0 && synced(st) })
+	waitNode(t, nodes[1], "nothing unacked", func(st NodeStatus) bool { return st.Unacked == 0 })
+	for i, st := range []NodeStatus{nodes[0].Status(), nodes[1].Status()} {
+		if st.ALWrites+st.BMWrites == 0 {
+			t.Errorf("node %d wrote no metadata: the test did not exercise it (%+v)", i, st)
+		}
+	}
+	n := dev.Size()
+	a, b := pool.Get(1<<20), pool.Get(1<<20)
+	for off := int64(0); off < n; off += int64(len(a.B)) {
+		k := min(int64(len(a.B)), n-off)
+		if _, err := files[0].ReadAt(a.B[:k], off); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := files[1].ReadAt(b.B[:k], off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a.B[:k], b.B[:k]) {
+			t.Fatalf("the data areas differ in the MiB at %d", off)
+		}
 	}
 }
