@@ -169,18 +169,7 @@ func (a *aioCtx) rw(fd int, op uint16, rwFlags int32, p []byte, off int64) (n in
 	// goroutine stack, which the runtime may move while we wait.
 	s.buf = p
 	for n < len(p) {
-		q := p[n:]
-		s.cb = iocb{
-			data:    s.idx,
-			rwFlags: rwFlags,
-			opcode:  op,
-			fildes:  uint32(fd),
-			buf:     uint64(uintptr(unsafe.Pointer(unsafe.SliceData(q)))),
-			nbytes:  uint64(len(q)),
-			offset:  off + int64(n),
-			flags:   iocbFlagResfd,
-			resfd:   a.resfd,
-		}
+		s.cb = a.iocbFor(s, fd, op, rwFlags, p[n:], off+int64(n))
 		if err = a.submit(s); err != nil {
 			if rwFlags != 0 && n == 0 && (err == unix.EINVAL || err == unix.EOPNOTSUPP) {
 				err = errAIOFlags
@@ -229,16 +218,7 @@ func (a *aioCtx) start(fd int, op uint16, p []byte, off int64, done func(res int
 	}
 	s.uses++
 	s.buf = p
-	s.cb = iocb{
-		data:   s.idx,
-		opcode: op,
-		fildes: uint32(fd),
-		buf:    uint64(uintptr(unsafe.Pointer(unsafe.SliceData(p)))),
-		nbytes: uint64(len(p)),
-		offset: off,
-		flags:  iocbFlagResfd,
-		resfd:  a.resfd,
-	}
+	s.cb = a.iocbFor(s, fd, op, 0, p, off)
 	s.async.Store(&done)
 	if err := a.submit(s); err != nil {
 		s.async.Store(nil)
@@ -247,6 +227,22 @@ func (a *aioCtx) start(fd int, op uint16, p []byte, off int64, done func(res int
 		return false
 	}
 	return true
+}
+
+// iocbFor returns slot s's iocb transferring q at off, its completion
+// signalled on the context's eventfd.
+func (a *aioCtx) iocbFor(s *aioSlot, fd int, op uint16, rwFlags int32, q []byte, off int64) iocb {
+	return iocb{
+		data:    s.idx,
+		rwFlags: rwFlags,
+		opcode:  op,
+		fildes:  uint32(fd),
+		buf:     uint64(uintptr(unsafe.Pointer(unsafe.SliceData(q)))),
+		nbytes:  uint64(len(q)),
+		offset:  off,
+		flags:   iocbFlagResfd,
+		resfd:   a.resfd,
+	}
 }
 
 // submit passes s.cb to io_submit.

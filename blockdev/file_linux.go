@@ -552,7 +552,7 @@ func (f *File) WriteAtAsync(p []byte, off int64, done func(error)) bool {
 		return false
 	}
 	f.active.Add(1)
-	finish := func(n int, err error) {
+	finish := func(err error) {
 		f.endTransfer()
 		f.closeMu.RUnlock()
 		if err != nil {
@@ -563,16 +563,16 @@ func (f *File) WriteAtAsync(p []byte, off int64, done func(error)) bool {
 	started := f.aio.start(f.fd, iocbCmdPwrite, p, off, func(res int64) {
 		switch {
 		case res == int64(len(p)):
-			finish(len(p), nil)
+			finish(nil)
 		case res < 0 && res != -int64(unix.EINTR):
-			finish(0, unix.Errno(-res))
+			finish(unix.Errno(-res))
 		default:
 			// Short or interrupted: the rest synchronously, off the
 			// reaper, which must not block.
 			n := int(max(res, 0))
 			go func() {
-				m, err := pwriteAll(f.fd, p[n:], off+int64(n))
-				finish(n+m, err)
+				_, err := pwriteAll(f.fd, p[n:], off+int64(n))
+				finish(err)
 			}()
 		}
 	})
