@@ -159,7 +159,9 @@ func (n *Node) finish(r *request) {
 		<-r.rel
 	}
 	r.sent.Store(0)
-	// An issue that lost the race with an early completion.
+	// Defensive: the machine completes an issued write only after its
+	// LocalDone, so no issue token should be left; one that were would
+	// let the request's next user write before the machine issued it.
 	select {
 	case <-r.issue:
 	default:
