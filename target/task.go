@@ -130,6 +130,7 @@ func (c *conn) handleSCSICommand() error {
 	t.edtl = edtl
 	t.lu = sess.tgt.SCSI.LU(lunNumber(t.lunField))
 	t.cmd = t.lu.Decode(h.CDB())
+	t.cmd.CheckTransferLength(edtl)
 	err := c.startCommand(t, write, dsl)
 	if errors.Is(err, errReaderMoved) {
 		// Another goroutine reads now, and may already reuse t.

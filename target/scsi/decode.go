@@ -29,6 +29,8 @@ type Command struct {
 	kind   opKind
 	err    senseErr // the CHECK CONDITION to return, if set
 	bytchk uint8    // VERIFY / WRITE AND VERIFY BYTCHK field
+	// WRITE SAME fields: UNMAP, and NDOB (no Data-Out buffer).
+	unmap, ndob bool
 	// resOK: processed even while another I_T nexus holds an SPC-2
 	// reservation (opInfo.resOK, or PREVENT ALLOW with PREVENT=00b).
 	resOK bool
@@ -85,7 +87,7 @@ func (lu *LU) Decode(cdb []byte) Command {
 		sa = cdb[off] & mask
 	}
 	info, _ := lookupOp(op, sa)
-	if info == nil {
+	if info == nil || !lu.supports(info) {
 		return failedCmd(op, errInvalidOpcode)
 	}
 	if len(cdb) < int(info.cdbLen) {
@@ -167,6 +169,12 @@ func (lu *LU) Decode(cdb []byte) Command {
 		c.setDataIn(binary.BigEndian.Uint32(cdb[10:14]))
 	case kRead, kWrite, kWriteVerify, kVerify, kORWrite:
 		return lu.decodeRW(c, cdb)
+	case kCompareAndWrite:
+		return lu.decodeCompareAndWrite(c, cdb)
+	case kWriteSame:
+		return lu.decodeWriteSame(c, cdb)
+	case kUnmap:
+		return lu.decodeUnmap(c, cdb)
 	case kSyncCache, kPreFetch:
 		// SBC-3 "SYNCHRONIZE CACHE (10/16)" and "PRE-FETCH (10/16)": a
 		// range checked like READ's, where NUMBER OF LOGICAL BLOCKS or
@@ -208,6 +216,20 @@ func (lu *LU) Decode(cdb []byte) Command {
 		return failedCmd(op, errInvalidOpcode)
 	}
 	return c
+}
+
+// CheckTransferLength checks the command against the initiator's expected
+// data transfer length n (the iSCSI EDTL); the transport calls it after
+// Decode. COMPARE AND WRITE must receive exactly the verify and write data
+// its NUMBER OF LOGICAL BLOCKS implies: a 256-block request does not fit the
+// one-byte field and arrives as 0 blocks with 256 blocks of data, so any
+// other length fails with INVALID FIELD IN CDB on that field (as libiscsi's
+// CompareAndWrite tests expect) instead of being half used. Other commands
+// are unaffected: the transport reports the residual.
+func (c *Command) CheckTransferLength(n uint32) {
+	if c.kind == kCompareAndWrite && !c.err.failed() && n != c.DataLen {
+		*c = failedCmd(c.Op, invalidCDB(13, 7))
+	}
 }
 
 // setDataIn records a data-in transfer of n bytes (none if n is 0).

@@ -31,15 +31,25 @@
 // Besides the usual SPC-4/SBC-3 set (INQUIRY, MODE SENSE/SELECT, READ,
 // WRITE, VERIFY, WRITE AND VERIFY, SYNCHRONIZE CACHE, ...) the LU implements
 // PRE-FETCH (10)/(16) (GOOD: there is no cache to load), GET LBA STATUS
-// (fully provisioned: everything mapped), ORWRITE (16), READ DEFECT DATA
-// (10)/(12) (empty lists) and SPC-2 RESERVE/RELEASE (6)/(10).
+// (every LBA reported mapped, which SBC-3 also allows for unknown state),
+// ORWRITE (16), COMPARE AND WRITE (caw.go, VMware's ATS), WRITE SAME
+// (10)/(16), READ DEFECT DATA (10)/(12) (empty lists) and SPC-2
+// RESERVE/RELEASE (6)/(10).
 //
-// Unsupported commands (COMPARE AND WRITE, UNMAP, WRITE SAME, EXTENDED
-// COPY, RECEIVE COPY RESULTS, PERSISTENT RESERVE IN/OUT, SANITIZE, WRITE
-// ATOMIC, ...) fail with INVALID COMMAND OPERATION CODE, which conformance
-// suites such as libiscsi's treat as "not implemented". REPORT SUPPORTED
-// OPERATION CODES lists exactly the supported commands, and its CDB usage
-// data is the mask Decode uses to reject reserved bits.
+// # Logical block provisioning
+//
+// An LU whose device can deallocate (blockdev.Discarder: a file or block
+// device, not a replicated or encrypted volume) is thin provisioned
+// (provisioning.go): LBPME and LBPRZ in READ CAPACITY (16), UNMAP, and WRITE
+// SAME (16) with UNMAP=1, both as durable as writes. Other LUs are fully
+// provisioned and UNMAP is an unsupported operation code there.
+//
+// Unsupported commands (EXTENDED COPY, RECEIVE COPY RESULTS, PERSISTENT
+// RESERVE IN/OUT, SANITIZE, WRITE ATOMIC, ...) fail with INVALID COMMAND
+// OPERATION CODE, which conformance suites such as libiscsi's treat as "not
+// implemented". REPORT SUPPORTED OPERATION CODES lists exactly the commands
+// the LU supports, and its CDB usage data is the mask Decode uses to reject
+// reserved bits.
 //
 // # Reservations
 //
@@ -53,8 +63,7 @@
 //
 // # Read-modify-write atomicity
 //
-// ORWRITE (and later COMPARE AND WRITE) must run as an uninterrupted
-// sequence. The LU keeps a fixed table of stripe locks (stripes.go): commands
+// ORWRITE and COMPARE AND WRITE must run as uninterrupted sequences. The LU keeps a fixed table of stripe locks (stripes.go): commands
 // that modify the medium hold their stripes' locks shared, read-modify-write
 // commands hold them exclusively, READ takes none.
 //
@@ -87,7 +96,8 @@
 //     completed. Do not change or copy a Nexus after Attach.
 //   - Map the PDU's LUN field with DecodeLUN and pick the LU with
 //     Target.LU.
-//   - Call Decode on the CDB; use Command.Dir and Command.DataLen to size
+//   - Call Decode on the CDB, then Command.CheckTransferLength with the
+//     expected data transfer length; use Command.Dir and Command.DataLen to size
 //     buffers and solicit data-out (R2T), never beyond the expected data
 //     transfer length. DataLen is 0 for commands that failed to decode:
 //     discard any immediate data and send the response. The data direction

@@ -35,6 +35,12 @@ func withMaxTransfer(n int) luOpt       { return func(c *LUConfig) { c.MaxTransf
 func withDev(d blockdev.Device) luOpt   { return func(c *LUConfig) { c.Dev = d } }
 func withSize(size int64, bs int) luOpt { return withDev(blockdev.NewMem(size, bs)) }
 
+// fullyProvisioned backs the LU with a Mem that cannot deallocate (only
+// the Device methods), as a replicated or encrypted volume.
+func fullyProvisioned(size int64, bs int) luOpt {
+	return withDev(struct{ blockdev.Device }{blockdev.NewMem(size, bs)})
+}
+
 // newTestLU returns an LU over a 1 MiB Mem device with 512-byte blocks
 // unless options say otherwise.
 func newTestLU(t testing.TB, opts ...luOpt) *LU {

@@ -103,19 +103,28 @@ func (lu *LU) execInquiry(n *Nexus, cmd *Command, data []byte) Response {
 		b[13] = SenseMax // MAXIMUM SUPPORTED SENSE DATA LENGTH
 	case vpdBlockLimits:
 		b = vpdHeader(0x00, vpdBlockLimits, 0x3C)
-		// WSNZ=0, MAXIMUM COMPARE AND WRITE LENGTH 0 (unsupported).
+		// WSNZ=0: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 writes to
+		// the last block, within MAXIMUM WRITE SAME LENGTH.
+		b[5] = byte(lu.maxCAW)
 		// OPTIMAL TRANSFER LENGTH GRANULARITY: one 4 KiB page, the
 		// unit of O_DIRECT I/O on the backing store.
 		binary.BigEndian.PutUint16(b[6:8], uint16(max(1, 4096/lu.bs)))
 		binary.BigEndian.PutUint32(b[8:12], uint32(lu.maxXfer))
 		// OPTIMAL TRANSFER LENGTH 0 (not reported). MAXIMUM PREFETCH
 		// LENGTH 0: PRE-FETCH is supported without a length limit (it
-		// transfers nothing; see execPreFetch). No UNMAP (MAXIMUM UNMAP
-		// LBA COUNT and BLOCK DESCRIPTOR COUNT 0), no WRITE SAME
-		// (MAXIMUM WRITE SAME LENGTH 0) and no atomic writes (MAXIMUM
-		// ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT, ATOMIC TRANSFER
-		// LENGTH GRANULARITY 0) yet: ORWRITE's atomicity is that of an
-		// uninterrupted sequence, not SBC-4 "atomic writes".
+		// transfers nothing; see execPreFetch).
+		if lu.thin() {
+			binary.BigEndian.PutUint32(b[20:24], uint32(lu.maxUnmap))
+			binary.BigEndian.PutUint32(b[24:28], maxUnmapDescriptors)
+			// OPTIMAL UNMAP GRANULARITY: a 4 KiB page, which a file
+			// system can free; UGAVALID=0.
+			binary.BigEndian.PutUint32(b[28:32], uint32(max(1, 4096/lu.bs)))
+		}
+		binary.BigEndian.PutUint64(b[36:44], uint64(lu.maxWriteSame))
+		// No atomic writes (MAXIMUM ATOMIC TRANSFER LENGTH, ATOMIC
+		// ALIGNMENT, ATOMIC TRANSFER LENGTH GRANULARITY 0): ORWRITE's and
+		// COMPARE AND WRITE's atomicity is that of an uninterrupted
+		// sequence, not SBC-4 "atomic writes".
 	case vpdBlockDevChars:
 		b = vpdHeader(0x00, vpdBlockDevChars, 0x3C)
 		// MEDIUM ROTATION RATE 0001h: non-rotating medium. The volume
@@ -126,8 +135,15 @@ func (lu *LU) execInquiry(n *Nexus, cmd *Command, data []byte) Response {
 		// reported).
 	case vpdLBProvisioning:
 		b = vpdHeader(0x00, vpdLBProvisioning, 4)
-		// THRESHOLD EXPONENT 0; LBPU=0 LBPWS=0 LBPWS10=0 LBPRZ=0
-		// ANC_SUP=0 DP=0; PROVISIONING TYPE 0 (fully provisioned).
+		// THRESHOLD EXPONENT 0 (no thresholds), ANC_SUP=0, DP=0.
+		if lu.thin() {
+			// LBPU, LBPWS, LBPRZ (not LBPWS10: provisioning.go);
+			// PROVISIONING TYPE 010b (thin provisioned).
+			b[5] = 0x80 | 0x40 | 0x04
+			b[6] = 0x02
+		}
+		// Otherwise LBPU=LBPWS=LBPWS10=LBPRZ=0 and PROVISIONING TYPE 0
+		// (fully provisioned).
 	default:
 		// Decode only lets supported pages through.
 		return lu.fail(invalidCDB(2, 7))

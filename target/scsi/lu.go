@@ -150,16 +150,20 @@ type LU struct {
 	cfg     LUConfig // validated, read-only
 	dev     blockdev.Device
 	fua     blockdev.FUAWriter // nil if dev cannot write with FUA
+	disc    blockdev.Discarder // nil if dev cannot deallocate (not thin provisioned)
 	medium  Medium             // nil if dev is always ready
 	bs      int                // logical block length
 	bshift  uint               // log2(bs)
 	nblocks atomic.Uint64      // capacity in logical blocks
 	maxXfer Blocks             // MAXIMUM TRANSFER LENGTH
-	id      Identity
-	log     *slog.Logger
-	absent  bool // the stand-in for LUNs a target does not have
-	tgt     atomic.Pointer[Target]
-	pool    *blockdev.Pool // scratch buffers for VERIFY and WRITE AND VERIFY
+	// MAXIMUM COMPARE AND WRITE LENGTH, MAXIMUM WRITE SAME LENGTH and
+	// MAXIMUM UNMAP LBA COUNT (caw.go, provisioning.go).
+	maxCAW, maxWriteSame, maxUnmap Blocks
+	id                             Identity
+	log                            *slog.Logger
+	absent                         bool // the stand-in for LUNs a target does not have
+	tgt                            atomic.Pointer[Target]
+	pool                           *blockdev.Pool // scratch buffers for VERIFY and WRITE AND VERIFY
 
 	defMode modeState
 	// mode is the current mode state, read lock-free by every command;
@@ -217,6 +221,12 @@ func NewLU(cfg LUConfig) (*LU, error) {
 	if f, ok := cfg.Dev.(blockdev.FUAWriter); ok {
 		lu.fua = f
 	}
+	if d, ok := cfg.Dev.(blockdev.Discarder); ok {
+		lu.disc = d
+	}
+	lu.maxCAW = min(maxCompareAndWrite, lu.maxXfer/2)
+	lu.maxWriteSame = Blocks(maxWriteSameBytes >> lu.bshift)
+	lu.maxUnmap = Blocks(maxUnmapBytes >> lu.bshift)
 	if m, ok := cfg.Dev.(Medium); ok {
 		lu.medium = m
 	}
@@ -625,6 +635,12 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 		return lu.execReportOpcodes(cmd, data)
 	case kORWrite:
 		return lu.execORWrite(ctx, cmd, data)
+	case kCompareAndWrite:
+		return lu.execCompareAndWrite(ctx, cmd, data)
+	case kWriteSame:
+		return lu.execWriteSame(ctx, cmd, data)
+	case kUnmap:
+		return lu.execUnmap(cmd, data)
 	case kGetLBAStatus:
 		return lu.execGetLBAStatus(cmd, data)
 	case kReadDefect:

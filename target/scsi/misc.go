@@ -50,12 +50,15 @@ func (lu *LU) execReadCapacity10(data []byte) Response {
 }
 
 // execReadCapacity16 runs SBC-3 "READ CAPACITY (16)": no protection
-// information, one logical block per physical block, lowest aligned LBA 0,
-// LBPME=0 (fully provisioned).
+// information, one logical block per physical block, lowest aligned LBA 0;
+// LBPME and LBPRZ when the LU is thin provisioned (provisioning.go).
 func (lu *LU) execReadCapacity16(cmd *Command, data []byte) Response {
 	var b [32]byte
 	binary.BigEndian.PutUint64(b[0:8], lu.capacity()-1)
 	binary.BigEndian.PutUint32(b[8:12], uint32(lu.bs))
+	if lu.thin() {
+		b[14] = 0x80 | 0x40 // LBPME, LBPRZ (provisioning.go)
+	}
 	return dataIn(cmd, b[:], data)
 }
 
@@ -170,6 +173,9 @@ func (lu *LU) execReportOpcodes(cmd *Command, data []byte) Response {
 		b = make([]byte, 4, 4+len(opTable)*20)
 		for i := range opTable {
 			e := &opTable[i]
+			if !lu.supports(e) {
+				continue
+			}
 			var d [8]byte
 			d[0] = e.op
 			if e.hasSA {
@@ -198,7 +204,7 @@ func (lu *LU) execReportOpcodes(cmd *Command, data []byte) Response {
 	} else {
 		e, _ = lookupOp(cmd.reqOp, 0)
 	}
-	if e == nil {
+	if e == nil || !lu.supports(e) {
 		b = []byte{0, 0x01, 0, 0} // SUPPORT 001b: not supported
 		return dataIn(cmd, b, data)
 	}

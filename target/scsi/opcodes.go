@@ -21,17 +21,21 @@ const (
 	opPreFetch10       = 0x34
 	opSyncCache10      = 0x35
 	opReadDefect10     = 0x37
+	opWriteSame10      = 0x41
+	opUnmap            = 0x42
 	opModeSelect10     = 0x55
 	opReserve10        = 0x56
 	opRelease10        = 0x57
 	opModeSense10      = 0x5A
 	opRead16           = 0x88
 	opWrite16          = 0x8A
+	opCompareAndWrite  = 0x89
 	opORWrite16        = 0x8B
 	opWriteVerify16    = 0x8E
 	opVerify16         = 0x8F
 	opPreFetch16       = 0x90
 	opSyncCache16      = 0x91
+	opWriteSame16      = 0x93
 	opServiceActionIn  = 0x9E // SA 10h: READ CAPACITY(16); 12h: GET LBA STATUS
 	opReportLUNs       = 0xA0
 	opMaintenanceIn    = 0xA3 // SA 0Ch: REPORT SUPPORTED OPERATION CODES
@@ -72,6 +76,9 @@ const (
 	kReserve
 	kRelease
 	kReadDefect
+	kCompareAndWrite
+	kWriteSame
+	kUnmap
 )
 
 // needsMedium reports whether commands of kind k access the medium and so
@@ -81,7 +88,8 @@ const (
 func (k opKind) needsMedium() bool {
 	switch k {
 	case kTestUnitReady, kReadCapacity10, kReadCapacity16, kRead, kWrite,
-		kWriteVerify, kVerify, kSyncCache, kPreFetch, kGetLBAStatus, kORWrite, kReadDefect:
+		kWriteVerify, kVerify, kSyncCache, kPreFetch, kGetLBAStatus, kORWrite, kReadDefect,
+		kCompareAndWrite, kWriteSame, kUnmap:
 		return true
 	}
 	return false
@@ -117,6 +125,10 @@ type opInfo struct {
 	// every other command gets RESERVATION CONFLICT then. See
 	// reservation.go.
 	resOK bool
+	// thin: only logical units with logical block provisioning
+	// management (a device that can deallocate, provisioning.go) support
+	// the command; for the others it is an unsupported operation code.
+	thin bool
 }
 
 // protectField marks RDPROTECT/WRPROTECT/VRPROTECT (byte 1 bits 7-5) of
@@ -185,6 +197,13 @@ var opTable = [...]opInfo{
 	// FORMAT in byte 2.
 	{name: "READ DEFECT DATA(10)", op: opReadDefect10, kind: kReadDefect, cdbLen: 10, timeout: 10,
 		usage: [16]byte{0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	// SBC-3 "WRITE SAME (10)": UNMAP, ANCHOR, PBDATA and LBDATA
+	// unsupported (provisioning.go).
+	{name: "WRITE SAME(10)", cont: protectField, op: opWriteSame10, kind: kWriteSame, cdbLen: 10, timeout: 60,
+		usage: [16]byte{0x41, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{6: 0x1F, 9: ctlIgnore}},
+	// SBC-3 "UNMAP": ANCHOR unsupported (ANC_SUP=0).
+	{name: "UNMAP", op: opUnmap, kind: kUnmap, cdbLen: 10, timeout: 60, thin: true,
+		usage: [16]byte{0x42, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{6: 0x1F, 9: ctlIgnore}},
 	{name: "MODE SELECT(10)", op: opModeSelect10, kind: kModeSelect, cdbLen: 10, timeout: 30,
 		usage: [16]byte{0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
 	// SPC-2 "RESERVE(10)", "RELEASE(10)": third-party reservations
@@ -199,6 +218,11 @@ var opTable = [...]opInfo{
 	{name: "READ(16)", cont: protectField, op: opRead16, kind: kRead, cdbLen: 16, timeout: 30,
 		usage:  [16]byte{0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{1: 0x06, 14: 0x1F, 15: ctlIgnore}},
+	// SBC-3 "COMPARE AND WRITE": DPO, FUA (FUA_NV obsolete); NUMBER OF
+	// LOGICAL BLOCKS in byte 13.
+	{name: "COMPARE AND WRITE", cont: protectField, op: opCompareAndWrite, kind: kCompareAndWrite, cdbLen: 16, timeout: 30,
+		usage:  [16]byte{0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0, 0},
+		ignore: [16]byte{1: 0x02, 14: 0x1F, 15: ctlIgnore}},
 	{name: "WRITE(16)", cont: protectField, op: opWrite16, kind: kWrite, cdbLen: 16, timeout: 30,
 		usage:  [16]byte{0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{1: 0x02, 14: 0x1F, 15: ctlIgnore}},
@@ -220,6 +244,12 @@ var opTable = [...]opInfo{
 	{name: "SYNCHRONIZE CACHE(16)", op: opSyncCache16, kind: kSyncCache, cdbLen: 16, timeout: 60,
 		usage:  [16]byte{0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{1: 0x04, 14: 0x1F, 15: ctlIgnore}},
+	// SBC-3 "WRITE SAME (16)": UNMAP (refused by LUs without provisioning
+	// management) and NDOB (SBC-4: no Data-Out buffer, the blocks are
+	// zeroed); ANCHOR, PBDATA and LBDATA unsupported.
+	{name: "WRITE SAME(16)", cont: protectField, op: opWriteSame16, kind: kWriteSame, cdbLen: 16, timeout: 60,
+		usage:  [16]byte{0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{14: 0x1F, 15: ctlIgnore}},
 	{name: "READ CAPACITY(16)", op: opServiceActionIn, sa: saReadCapacity16, hasSA: true, kind: kReadCapacity16, cdbLen: 16, timeout: 10,
 		usage:  [16]byte{0x9E, saReadCapacity16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0},
 		ignore: [16]byte{15: ctlIgnore}},
@@ -281,6 +311,11 @@ func lookupOp(op, sa byte) (info *opInfo, opHasSA bool) {
 	}
 	return nil, opHasSA
 }
+
+// supports reports whether lu supports the command e describes: every
+// command in opTable but those that need provisioning management
+// (opInfo.thin) on an LU without it.
+func (lu *LU) supports(e *opInfo) bool { return !e.thin || lu.disc != nil }
 
 // serviceActionField returns the offset and mask of the SERVICE ACTION
 // field of operation codes that have one.

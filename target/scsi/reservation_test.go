@@ -121,7 +121,7 @@ func TestReservationConflictOrder_SPC2(t *testing.T) {
 	expectSense(t, run(t, lu, b, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascModeParamsChanged)
 	expectConflict(t, run(t, lu, b, cdb6(opTestUnitReady), nil))
 	expectSense(t, run(t, lu, b, cdbRW(opRead10, lu.Capacity(), 1, 0), nil), SenseIllegalRequest, ascLBAOutOfRange)
-	expectSense(t, run(t, lu, b, cdb6(0x42), nil), SenseIllegalRequest, ascInvalidOpcode)
+	expectSense(t, run(t, lu, b, cdb6(0x48), nil), SenseIllegalRequest, ascInvalidOpcode)
 }
 
 // Reserved and unsupported fields: extent and third-party reservations

@@ -3,6 +3,7 @@ package scsi
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
 )
 
@@ -95,7 +96,7 @@ func TestReportSupportedOpcodes_SPC4_6_35(t *testing.T) {
 		opts byte
 		op   byte
 		sa   uint16
-	}{{1, 0x42, 0}, {2, opServiceActionIn, 0x13}, {3, 0x89, 0}, {2, opMaintenanceIn, 0x0A}, {1, 0x48, 0}} {
+	}{{1, 0x83, 0}, {2, opServiceActionIn, 0x13}, {3, 0x84, 0}, {2, opMaintenanceIn, 0x0A}, {1, 0x48, 0}} {
 		r, d := runData(t, lu, n, rsoc(false, q.opts, q.op, q.sa, 64), nil)
 		expectGood(t, r)
 		if len(d) != 4 || d[1] != 0x01 {
@@ -177,16 +178,14 @@ func TestUsageDataMatchesDecoder_SPC4_6_35_3(t *testing.T) {
 }
 
 // Deliberately unimplemented commands fail with INVALID COMMAND OPERATION
-// CODE so that conformance suites skip them: COMPARE AND WRITE, UNMAP, WRITE
-// SAME (10)/(16) (WRITE SAME (10) must stay unsupported as long as COMPARE
-// AND WRITE is: libiscsi's MultipathIO.CompareAndWriteAsync only skips on
-// it), EXTENDED COPY, RECEIVE COPY RESULTS, PERSISTENT RESERVE IN/OUT,
-// SANITIZE, WRITE ATOMIC (16), FORMAT UNIT, ...
+// CODE so that conformance suites skip them: EXTENDED COPY, RECEIVE COPY
+// RESULTS, PERSISTENT RESERVE IN/OUT, SANITIZE, WRITE ATOMIC (16), FORMAT
+// UNIT, ... (UNMAP on a fully provisioned LU: TestProvisioningOpcodes).
 func TestUnsupportedCommands_SPC4_4_2_5(t *testing.T) {
 	lu := newTestLU(t)
 	n := newNexus(t, lu)
 	for _, c := range [][]byte{
-		{0x89}, {0x42}, {0x41}, {0x93}, {0x83}, {0x84}, {0x5E}, {0x5F},
+		{0x83}, {0x84}, {0x5E}, {0x5F},
 		{0x48}, {0x9E, 0x13}, {0x9C}, {0x04}, {0xA3, 0x0A}, {0xA3, 0x0D},
 		{0x1D}, {0x4D}, {0xFF},
 	} {
@@ -206,64 +205,76 @@ func TestUnsupportedCommands_SPC4_4_2_5(t *testing.T) {
 }
 
 // The VPD pages agree with the supported commands (libiscsi checks several
-// of these pairs): Block Limits MAXIMUM COMPARE AND WRITE LENGTH is 0 while
-// COMPARE AND WRITE is unsupported, the UNMAP fields while UNMAP is, MAXIMUM
-// WRITE SAME LENGTH while WRITE SAME is, the atomic fields while WRITE
-// ATOMIC (16) is (SBC-3 "Block Limits VPD page"); MAXIMUM PREFETCH LENGTH
-// is 0 (no limit) with PRE-FETCH supported; and the Logical Block
-// Provisioning page claims neither UNMAP nor WRITE SAME unmapping (SBC-3
-// "Logical Block Provisioning VPD page"), as READ CAPACITY (16) reports
-// LBPME=0 although GET LBA STATUS is supported.
+// of these pairs), on a thin provisioned LU (its device can deallocate) and
+// a fully provisioned one: Block Limits MAXIMUM COMPARE AND WRITE LENGTH and
+// MAXIMUM WRITE SAME LENGTH are set (both commands are always supported), the
+// UNMAP fields only while UNMAP is, the atomic fields stay 0 while WRITE
+// ATOMIC (16) is unsupported (SBC-3 "Block Limits VPD page"); MAXIMUM
+// PREFETCH LENGTH is 0 (no limit) with PRE-FETCH supported; and the Logical
+// Block Provisioning page and READ CAPACITY (16) claim unmapping (LBPU,
+// LBPWS, LBPME, LBPRZ; never LBPWS10) exactly when UNMAP is supported.
 func TestVPDMatchesOpcodes_SBC3(t *testing.T) {
-	lu := newTestLU(t)
-	n := newNexus(t, lu)
-	supported := func(op byte, sa uint16) bool {
-		opts := byte(1)
-		if _, _, ok := serviceActionField(op); ok {
-			opts = 2
-		}
-		_, d := runData(t, lu, n, rsoc(false, opts, op, sa, 64), nil)
-		return d[1]&0x07 == 0x03
-	}
-	bl := vpd(t, lu, n, vpdBlockLimits)
-	zero := func(name string, b []byte) {
-		t.Helper()
-		if !bytes.Equal(b, make([]byte, len(b))) {
-			t.Errorf("%s not zero: % x", name, b)
-		}
-	}
-	if supported(0x89, 0) {
-		t.Fatal("COMPARE AND WRITE supported: update this test")
-	}
-	zero("MAXIMUM COMPARE AND WRITE LENGTH", bl[5:6])
-	if supported(0x42, 0) {
-		t.Fatal("UNMAP supported: update this test")
-	}
-	zero("UNMAP limits", bl[20:28])
-	zero("UNMAP granularity", bl[28:36])
-	if supported(0x41, 0) || supported(0x93, 0) {
-		t.Fatal("WRITE SAME supported: update this test")
-	}
-	zero("MAXIMUM WRITE SAME LENGTH", bl[36:44])
-	if supported(0x9C, 0) {
-		t.Fatal("WRITE ATOMIC (16) supported: update this test")
-	}
-	zero("atomic fields", bl[44:64])
-	if !supported(opPreFetch10, 0) || !supported(opPreFetch16, 0) {
-		t.Fatal("PRE-FETCH not supported")
-	}
-	zero("MAXIMUM PREFETCH LENGTH", bl[16:20])
-	if !supported(opServiceActionIn, saGetLBAStatus) {
-		t.Fatal("GET LBA STATUS not supported")
-	}
-	lbp := vpd(t, lu, n, vpdLBProvisioning)
-	if lbp[5]&0xE0 != 0 { // LBPU, LBPWS, LBPWS10
-		t.Fatalf("LBP page claims unmapping: % x", lbp)
-	}
-	rc16 := make([]byte, 16)
-	rc16[0], rc16[1], rc16[13] = opServiceActionIn, saReadCapacity16, 32
-	_, rc := runData(t, lu, n, rc16, nil)
-	if rc[14]&0xC0 != 0 {
-		t.Fatalf("READ CAPACITY (16) LBPME/LBPRZ set: % x", rc)
+	for _, thin := range []bool{true, false} {
+		t.Run(fmt.Sprintf("thin=%v", thin), func(t *testing.T) {
+			var opts []luOpt
+			if !thin {
+				opts = append(opts, fullyProvisioned(1<<20, 512))
+			}
+			lu := newTestLU(t, opts...)
+			n := newNexus(t, lu)
+			supported := func(op byte, sa uint16) bool {
+				opts := byte(1)
+				if _, _, ok := serviceActionField(op); ok {
+					opts = 2
+				}
+				_, d := runData(t, lu, n, rsoc(false, opts, op, sa, 64), nil)
+				return d[1]&0x07 == 0x03
+			}
+			bl := vpd(t, lu, n, vpdBlockLimits)
+			zero := func(name string, b []byte) {
+				t.Helper()
+				if !bytes.Equal(b, make([]byte, len(b))) {
+					t.Errorf("%s not zero: % x", name, b)
+				}
+			}
+			if !supported(opCompareAndWrite, 0) || bl[5] == 0 {
+				t.Fatalf("COMPARE AND WRITE supported %v, MAXIMUM COMPARE AND WRITE LENGTH %d", supported(opCompareAndWrite, 0), bl[5])
+			}
+			if supported(opUnmap, 0) != thin {
+				t.Fatalf("UNMAP supported %v", !thin)
+			}
+			if thin {
+				if binary.BigEndian.Uint32(bl[20:24]) == 0 || binary.BigEndian.Uint32(bl[24:28]) == 0 {
+					t.Fatalf("UNMAP limits % x", bl[20:28])
+				}
+			} else {
+				zero("UNMAP limits", bl[20:28])
+				zero("UNMAP granularity", bl[28:36])
+			}
+			if !supported(opWriteSame10, 0) || !supported(opWriteSame16, 0) || binary.BigEndian.Uint64(bl[36:44]) == 0 {
+				t.Fatalf("WRITE SAME: MAXIMUM WRITE SAME LENGTH % x", bl[36:44])
+			}
+			if supported(0x9C, 0) {
+				t.Fatal("WRITE ATOMIC (16) supported: update this test")
+			}
+			zero("atomic fields", bl[44:64])
+			if !supported(opPreFetch10, 0) || !supported(opPreFetch16, 0) {
+				t.Fatal("PRE-FETCH not supported")
+			}
+			zero("MAXIMUM PREFETCH LENGTH", bl[16:20])
+			if !supported(opServiceActionIn, saGetLBAStatus) {
+				t.Fatal("GET LBA STATUS not supported")
+			}
+			lbp := vpd(t, lu, n, vpdLBProvisioning)
+			if got := lbp[5] == 0xC4; got != thin || (!thin && lbp[5] != 0) { // LBPU, LBPWS, LBPRZ
+				t.Fatalf("LBP page: % x", lbp)
+			}
+			rc16 := make([]byte, 16)
+			rc16[0], rc16[1], rc16[13] = opServiceActionIn, saReadCapacity16, 32
+			_, rc := runData(t, lu, n, rc16, nil)
+			if got := rc[14]&0xC0 == 0xC0; got != thin || (!thin && rc[14] != 0) {
+				t.Fatalf("READ CAPACITY (16) LBPME/LBPRZ: % x", rc)
+			}
+		})
 	}
 }

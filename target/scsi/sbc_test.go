@@ -372,6 +372,7 @@ func TestReadCapacity_SBC3_5_16(t *testing.T) {
 	expectGood(t, r)
 	want := make([]byte, 32)
 	want[7], want[10] = 255, 0x10
+	want[14] = 0xC0 // LBPME, LBPRZ: Mem can deallocate
 	if !bytes.Equal(d, want) {
 		t.Fatalf("READ CAPACITY(16): % x", d)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,8 +55,8 @@ func TestUnitAttentionRules_SAM5_5_14(t *testing.T) {
 	expectInvalidCDB(t, run(t, lu, n, bad, nil), 1, 7)
 	// Unsupported operation codes too.
 	lu.Reset(nil)
-	expectSense(t, run(t, lu, n, cdb6(0x42), nil), SenseUnitAttention, ascBusDeviceReset)
-	expectSense(t, run(t, lu, n, cdb6(0x42), nil), SenseIllegalRequest, ascInvalidOpcode)
+	expectSense(t, run(t, lu, n, cdb6(0x48), nil), SenseUnitAttention, ascBusDeviceReset)
+	expectSense(t, run(t, lu, n, cdb6(0x48), nil), SenseIllegalRequest, ascInvalidOpcode)
 	// REQUEST SENSE reports and clears.
 	lu.Reset(nil)
 	r, d := runData(t, lu, n, cdb6(opRequestSense, 0, 0, 0, 252), nil)
@@ -163,13 +164,13 @@ func TestInquiryVPDPages_SPC4_7_8(t *testing.T) {
 		t.Fatalf("block device characteristics: % x", bdc[:8])
 	}
 	lbp := vpd(t, lu, n, vpdLBProvisioning)
-	if len(lbp) != 8 || lbp[5] != 0 {
+	if len(lbp) != 8 || lbp[5] != 0xC4 || lbp[6] != 0x02 { // thin: LBPU LBPWS LBPRZ
 		t.Fatalf("logical block provisioning: % x", lbp)
 	}
 }
 
 // SBC-3 "Block Limits VPD page": page length 3Ch, MAXIMUM TRANSFER LENGTH from
-// MaxTransferBytes, no UNMAP or WRITE SAME.
+// MaxTransferBytes, the COMPARE AND WRITE, UNMAP and WRITE SAME limits.
 func TestInquiryBlockLimits_SBC3_6_5_3(t *testing.T) {
 	for _, bs := range []int{512, 4096} {
 		lu := newTestLU(t, withBlockSize(bs), withMaxTransfer(1<<20))
@@ -184,8 +185,17 @@ func TestInquiryBlockLimits_SBC3_6_5_3(t *testing.T) {
 		if m := binary.BigEndian.Uint32(b[8:12]); int(m) != (1<<20)/bs {
 			t.Fatalf("bs %d: MAXIMUM TRANSFER LENGTH %d", bs, m)
 		}
-		if !bytes.Equal(b[20:44], make([]byte, 24)) {
-			t.Fatalf("bs %d: unmap/write same fields not zero: % x", bs, b[20:44])
+		// MAXIMUM COMPARE AND WRITE LENGTH: 255, or half MAXIMUM
+		// TRANSFER LENGTH (256 blocks of 4096 bytes).
+		if wantCAW := map[int]byte{512: 255, 4096: 128}[bs]; b[5] != wantCAW {
+			t.Fatalf("bs %d: MAXIMUM COMPARE AND WRITE LENGTH %d, want %d", bs, b[5], wantCAW)
+		}
+		want := []uint64{
+			uint64(binary.BigEndian.Uint32(b[20:24])), uint64(binary.BigEndian.Uint32(b[24:28])),
+			uint64(binary.BigEndian.Uint32(b[28:32])), binary.BigEndian.Uint64(b[36:44]),
+		}
+		if !slices.Equal(want, []uint64{512 << 20 / uint64(bs), 256, 4096 / uint64(bs), 16 << 20 / uint64(bs)}) {
+			t.Fatalf("bs %d: unmap/write same fields % x", bs, b[20:44])
 		}
 	}
 }

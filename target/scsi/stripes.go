@@ -9,7 +9,7 @@ import (
 //
 // Some commands read logical blocks, compute new contents from them and
 // write them back, and SBC-3 requires that to happen as an uninterrupted
-// sequence ("ORWRITE (16)"; later "COMPARE AND WRITE", which VMware's ATS
+// sequence ("ORWRITE (16)", "COMPARE AND WRITE", which VMware's ATS
 // locking depends on): no other command may modify those blocks between
 // the read and the write. Ordinary commands stay concurrent and unordered
 // (SIMPLE task attribute), so only the read-modify-write commands pay for
@@ -18,7 +18,7 @@ import (
 //   - The LBA space is cut into stripes of stripeBytes (128 KiB). Stripe s
 //     maps onto lock s mod nStripes, a sync.RWMutex padded to its own cache
 //     line, so the lock table is a fixed 16 KiB per LU whatever its size.
-//   - Every command that modifies the medium (WRITE, WRITE AND VERIFY, later
+//   - Every command that modifies the medium (WRITE, WRITE AND VERIFY,
 //     WRITE SAME and UNMAP) holds the locks of the stripes it touches
 //     shared while it writes: an RLock/RUnlock pair per stripe (one or two
 //     for a typical I/O), no allocation, and no contention among writers.
