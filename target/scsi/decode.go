@@ -31,6 +31,9 @@ type Command struct {
 	bytchk uint8    // VERIFY / WRITE AND VERIFY BYTCHK field
 	// WRITE SAME fields: UNMAP, and NDOB (no Data-Out buffer).
 	unmap, ndob bool
+	// PERSISTENT RESERVE IN/OUT service action and TYPE.
+	prSA   uint8
+	prType prType
 	// resOK: processed even while another I_T nexus holds an SPC-2
 	// reservation (opInfo.resOK, or PREVENT ALLOW with PREVENT=00b).
 	resOK bool
@@ -86,7 +89,15 @@ func (lu *LU) Decode(cdb []byte) Command {
 	if off, mask, ok := serviceActionField(op); ok && len(cdb) > off {
 		sa = cdb[off] & mask
 	}
-	info, _ := lookupOp(op, sa)
+	info, hasSA := lookupOp(op, sa)
+	if info == nil && hasSA && (op == opPRIn || op == opPROut) {
+		// SPC-4 "PERSISTENT RESERVE IN": an unsupported service action
+		// is INVALID FIELD IN CDB. (Other commands with service actions
+		// report INVALID COMMAND OPERATION CODE for the ones not
+		// implemented, which conformance suites take as "not
+		// implemented" and skip.)
+		return failedCmd(op, invalidCDB(1, 4))
+	}
 	if info == nil || !lu.supports(info) {
 		return failedCmd(op, errInvalidOpcode)
 	}
@@ -175,6 +186,10 @@ func (lu *LU) Decode(cdb []byte) Command {
 		return lu.decodeWriteSame(c, cdb)
 	case kUnmap:
 		return lu.decodeUnmap(c, cdb)
+	case kPRIn:
+		return decodePRIn(c, cdb)
+	case kPROut:
+		return decodePROut(c, cdb)
 	case kSyncCache, kPreFetch:
 		// SBC-3 "SYNCHRONIZE CACHE (10/16)" and "PRE-FETCH (10/16)": a
 		// range checked like READ's, where NUMBER OF LOGICAL BLOCKS or

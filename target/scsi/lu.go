@@ -173,6 +173,9 @@ type LU struct {
 	// LU is not reserved; read lock-free by every command, replaced only
 	// under mu.
 	res atomic.Pointer[resState]
+	// pr is the persistent reservation state (pr.go), nil until the first
+	// PERSISTENT RESERVE OUT; read lock-free, replaced only under mu.
+	pr atomic.Pointer[prState]
 
 	// stripes serializes read-modify-write commands (ORWRITE) against
 	// overlapping writes (stripes.go).
@@ -645,6 +648,10 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 		return lu.execGetLBAStatus(cmd, data)
 	case kReadDefect:
 		return lu.execReadDefect(cmd, data)
+	case kPRIn:
+		return lu.execPRIn(cmd, data)
+	case kPROut:
+		return lu.execPROut(n, cmd, data)
 	case kReserve:
 		return lu.execReserve(n)
 	case kRelease:

@@ -27,6 +27,8 @@ const (
 	opReserve10        = 0x56
 	opRelease10        = 0x57
 	opModeSense10      = 0x5A
+	opPRIn             = 0x5E
+	opPROut            = 0x5F
 	opRead16           = 0x88
 	opWrite16          = 0x8A
 	opCompareAndWrite  = 0x89
@@ -79,6 +81,8 @@ const (
 	kCompareAndWrite
 	kWriteSame
 	kUnmap
+	kPRIn
+	kPROut
 )
 
 // needsMedium reports whether commands of kind k access the medium and so
@@ -215,6 +219,28 @@ var opTable = [...]opInfo{
 		usage: [16]byte{0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}, ignore: [16]byte{9: ctlIgnore}},
 	{name: "MODE SENSE(10)", op: opModeSense10, kind: kModeSense, cdbLen: 10, timeout: 10,
 		usage: [16]byte{0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE IN(READ KEYS)", op: opPRIn, sa: prinReadKeys, hasSA: true, kind: kPRIn, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5E, prinReadKeys, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE IN(READ RESERVATION)", op: opPRIn, sa: prinReadReservation, hasSA: true, kind: kPRIn, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5E, prinReadReservation, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE IN(REPORT CAPABILITIES)", op: opPRIn, sa: prinReportCaps, hasSA: true, kind: kPRIn, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5E, prinReportCaps, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE IN(READ FULL STATUS)", op: opPRIn, sa: prinReadFullStatus, hasSA: true, kind: kPRIn, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5E, prinReadFullStatus, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	// SPC-4 "PERSISTENT RESERVE OUT": SCOPE and TYPE are evaluated by
+	// RESERVE, RELEASE and PREEMPT and ignored by the others.
+	{name: "PERSISTENT RESERVE OUT(REGISTER)", op: opPROut, sa: proutRegister, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5F, proutRegister, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{2: 0xFF, 9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE OUT(RESERVE)", op: opPROut, sa: proutReserve, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5F, proutReserve, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE OUT(RELEASE)", op: opPROut, sa: proutRelease, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5F, proutRelease, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE OUT(CLEAR)", op: opPROut, sa: proutClear, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5F, proutClear, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{2: 0xFF, 9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE OUT(PREEMPT)", op: opPROut, sa: proutPreempt, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5F, proutPreempt, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE OUT(REGISTER AND IGNORE EXISTING KEY)", op: opPROut, sa: proutRegisterIgnore, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5F, proutRegisterIgnore, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{2: 0xFF, 9: ctlIgnore}},
 	{name: "READ(16)", cont: protectField, op: opRead16, kind: kRead, cdbLen: 16, timeout: 30,
 		usage:  [16]byte{0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{1: 0x06, 14: 0x1F, 15: ctlIgnore}},
@@ -321,7 +347,7 @@ func (lu *LU) supports(e *opInfo) bool { return !e.thin || lu.disc != nil }
 // field of operation codes that have one.
 func serviceActionField(op byte) (off int, mask byte, ok bool) {
 	switch op {
-	case opServiceActionIn, opMaintenanceIn:
+	case opServiceActionIn, opMaintenanceIn, opPRIn, opPROut:
 		return 1, 0x1F, true
 	}
 	return 0, 0, false

@@ -114,16 +114,31 @@ func (lu *LU) stepReservationLocked(ev resEvent) bool {
 
 // reservationConflict reports whether cmd from n must end with RESERVATION
 // CONFLICT. It is one atomic load when the LU is not reserved.
+// The persistent reservation, if any, is checked the same way (pr.go).
 func (lu *LU) reservationConflict(n *Nexus, cmd *Command) bool {
 	if cmd.resOK {
 		return false
 	}
-	p := lu.res.Load()
-	return p != nil && p.conflicts(resKey(n))
+	if p := lu.res.Load(); p != nil && p.conflicts(resKey(n)) {
+		return true
+	}
+	q := lu.pr.Load()
+	return q != nil && q.held && q.conflicts(resKey(n), cmd.kind.prAccess())
+}
+
+// prRegistered reports whether persistent reservation registrations (or a
+// persistent reservation) exist: SPC-2 RESERVE and RELEASE then conflict
+// (CRH=0, SPC-4 "exceptions to SPC-2 RESERVE and RELEASE behavior").
+func (lu *LU) prRegistered() bool {
+	p := lu.pr.Load()
+	return p != nil && !p.empty()
 }
 
 // execReserve runs SPC-2 "RESERVE(6)" and "RESERVE(10)".
 func (lu *LU) execReserve(n *Nexus) Response {
+	if lu.prRegistered() {
+		return Response{Status: StatusReservationConflict}
+	}
 	lu.mu.Lock()
 	conflict := lu.stepReservationLocked(resEvent{kind: resReserve, from: resKey(n)})
 	lu.mu.Unlock()
@@ -135,6 +150,9 @@ func (lu *LU) execReserve(n *Nexus) Response {
 
 // execRelease runs SPC-2 "RELEASE(6)" and "RELEASE(10)".
 func (lu *LU) execRelease(n *Nexus) Response {
+	if lu.prRegistered() {
+		return Response{Status: StatusReservationConflict}
+	}
 	lu.mu.Lock()
 	lu.stepReservationLocked(resEvent{kind: resRelease, from: resKey(n)})
 	lu.mu.Unlock()

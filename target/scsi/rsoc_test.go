@@ -179,13 +179,13 @@ func TestUsageDataMatchesDecoder_SPC4_6_35_3(t *testing.T) {
 
 // Deliberately unimplemented commands fail with INVALID COMMAND OPERATION
 // CODE so that conformance suites skip them: EXTENDED COPY, RECEIVE COPY
-// RESULTS, PERSISTENT RESERVE IN/OUT, SANITIZE, WRITE ATOMIC (16), FORMAT
+// RESULTS, SANITIZE, WRITE ATOMIC (16), FORMAT
 // UNIT, ... (UNMAP on a fully provisioned LU: TestProvisioningOpcodes).
 func TestUnsupportedCommands_SPC4_4_2_5(t *testing.T) {
 	lu := newTestLU(t)
 	n := newNexus(t, lu)
 	for _, c := range [][]byte{
-		{0x83}, {0x84}, {0x5E}, {0x5F},
+		{0x83}, {0x84},
 		{0x48}, {0x9E, 0x13}, {0x9C}, {0x04}, {0xA3, 0x0A}, {0xA3, 0x0D},
 		{0x1D}, {0x4D}, {0xFF},
 	} {

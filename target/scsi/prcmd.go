@@ -1,0 +1,192 @@
+package scsi
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// PERSISTENT RESERVE IN and OUT commands (pr.go has the state machine).
+
+// prOutParamLen is the PERSISTENT RESERVE OUT parameter list length
+// without SPEC_I_PT (SPC-4 "basic PERSISTENT RESERVE OUT parameter list").
+const prOutParamLen = 24
+
+// decodePRIn decodes SPC-4 "PERSISTENT RESERVE IN": SERVICE ACTION in byte
+// 1, ALLOCATION LENGTH in bytes 7-8.
+func decodePRIn(c Command, cdb []byte) Command {
+	c.prSA = cdb[1] & 0x1F
+	c.setDataIn(uint32(binary.BigEndian.Uint16(cdb[7:9])))
+	return c
+}
+
+// decodePROut decodes SPC-4 "PERSISTENT RESERVE OUT": SERVICE ACTION in
+// byte 1, SCOPE and TYPE in byte 2 (evaluated by RESERVE, RELEASE and
+// PREEMPT; LU_SCOPE only), PARAMETER LIST LENGTH in bytes 5-8 (24 bytes:
+// SPEC_I_PT is unsupported).
+func decodePROut(c Command, cdb []byte) Command {
+	c.prSA = cdb[1] & 0x1F
+	switch c.prSA {
+	case proutReserve, proutRelease, proutPreempt:
+		if cdb[2]>>4 != 0 {
+			return failedCmd(c.Op, invalidCDB(2, 7))
+		}
+		c.prType = prType(cdb[2] & 0x0F)
+		if !c.prType.valid() {
+			return failedCmd(c.Op, invalidCDB(2, 3))
+		}
+	}
+	if binary.BigEndian.Uint32(cdb[5:9]) != prOutParamLen {
+		return failedCmd(c.Op, errParamListLen)
+	}
+	c.DataLen, c.Dir = prOutParamLen, DirWrite
+	return c
+}
+
+// execPROut runs PERSISTENT RESERVE OUT through prState.step, under lu.mu,
+// and establishes the unit attentions the transition produced.
+func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
+	if uint64(len(data)) > uint64(cmd.DataLen) {
+		data = data[:cmd.DataLen]
+	}
+	if len(data) < prOutParamLen {
+		return lu.fail(errParamListLen)
+	}
+	req := prOut{
+		sa:    cmd.prSA,
+		from:  resKey(n),
+		typ:   cmd.prType,
+		key:   binary.BigEndian.Uint64(data[0:8]),
+		saKey: binary.BigEndian.Uint64(data[8:16]),
+	}
+	if n != nil {
+		req.relPort = n.RelativeTargetPort
+	}
+	if req.sa == proutRegister || req.sa == proutRegisterIgnore {
+		// SPEC_I_PT, ALL_TG_PT and APTPL: unsupported (SIP_C, ATP_C and
+		// PTPL_C are 0 in REPORT CAPABILITIES).
+		switch f := data[20]; {
+		case f&0x08 != 0:
+			return lu.fail(invalidParam(20, 3))
+		case f&0x04 != 0:
+			return lu.fail(invalidParam(20, 2))
+		case f&0x01 != 0:
+			return lu.fail(invalidParam(20, 0))
+		}
+	}
+	lu.mu.Lock()
+	var cur prState
+	if p := lu.pr.Load(); p != nil {
+		cur = *p
+	}
+	nxt, out := cur.step(req)
+	if !out.conflict && !out.err.failed() {
+		lu.pr.Store(&nxt)
+		for _, ua := range out.uas {
+			lu.establishForLocked(ua.nexus, ua.asc)
+		}
+	}
+	lu.mu.Unlock()
+	switch {
+	case out.conflict:
+		return Response{Status: StatusReservationConflict}
+	case out.err.failed():
+		return lu.fail(out.err)
+	}
+	return Response{Status: StatusGood}
+}
+
+// establishForLocked establishes unit attention a for the I_T nexus k, on
+// its current session or, if it has none, for its next one. lu.mu must be
+// held.
+func (lu *LU) establishForLocked(k nexusKey, a ascCode) {
+	found := false
+	for n, it := range lu.mu.itls {
+		if n.key() == k {
+			it.establish(a)
+			found = true
+		}
+	}
+	if q, ok := lu.mu.departed[k]; ok && !found {
+		q.add(a)
+		lu.mu.departed[k] = q
+	}
+}
+
+// prSnapshot returns the current persistent reservation state.
+func (lu *LU) prSnapshot() prState {
+	if p := lu.pr.Load(); p != nil {
+		return *p
+	}
+	return prState{}
+}
+
+// execPRIn runs PERSISTENT RESERVE IN.
+func (lu *LU) execPRIn(cmd *Command, data []byte) Response {
+	s := lu.prSnapshot()
+	var b []byte
+	switch cmd.prSA {
+	case prinReadKeys:
+		b = make([]byte, 8, 8+8*len(s.regs))
+		for _, r := range s.regs {
+			b = binary.BigEndian.AppendUint64(b, r.key)
+		}
+	case prinReadReservation:
+		b = make([]byte, 8, 24)
+		if s.held {
+			var d [16]byte
+			binary.BigEndian.PutUint64(d[0:8], s.holderKey())
+			d[13] = byte(s.typ) // SCOPE 0h: LU_SCOPE
+			b = append(b, d[:]...)
+		}
+	case prinReportCaps:
+		b = make([]byte, 8)
+		binary.BigEndian.PutUint16(b[0:2], 8) // LENGTH
+		// CRH, SIP_C, ATP_C, PTPL_C, TMV and PTPL_A all 0.
+		// PERSISTENT RESERVATION TYPE MASK: every type.
+		b[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02 // WR_EX_AR EX_AC_RO WR_EX_RO EX_AC WR_EX
+		b[5] = 0x01                             // EX_AC_AR
+		return dataIn(cmd, b, data)
+	case prinReadFullStatus:
+		b = make([]byte, 8)
+		for _, r := range s.regs {
+			b = appendFullStatus(b, &s, r)
+		}
+	default:
+		return lu.fail(invalidCDB(1, 4))
+	}
+	binary.BigEndian.PutUint32(b[0:4], s.generation)
+	binary.BigEndian.PutUint32(b[4:8], uint32(len(b)-8)) // ADDITIONAL LENGTH
+	return dataIn(cmd, b, data)
+}
+
+// appendFullStatus appends the full status descriptor of registration r
+// (SPC-4 "PERSISTENT RESERVE IN READ FULL STATUS parameter data").
+func appendFullStatus(b []byte, s *prState, r prReg) []byte {
+	var d [24]byte
+	binary.BigEndian.PutUint64(d[0:8], r.key)
+	if s.isHolder(r.nexus) {
+		d[12] = 0x01 // R_HOLDER (ALL_TG_PT 0)
+		d[13] = byte(s.typ)
+	}
+	binary.BigEndian.PutUint16(d[18:20], max(r.relPort, 1))
+	tid := iscsiTransportID(r.nexus)
+	binary.BigEndian.PutUint32(d[20:24], uint32(len(tid)))
+	return append(append(b, d[:]...), tid...)
+}
+
+// iscsiTransportID returns the TransportID of an iSCSI initiator port
+// (SPC-4 "TransportID for initiator ports using SCSI over iSCSI", FORMAT
+// CODE 01b): "name,i,0x" and the ISID in hexadecimal, NUL-terminated and
+// padded to a multiple of 4 bytes.
+func iscsiTransportID(k nexusKey) []byte {
+	name := fmt.Sprintf("%s,i,0x%012x", k.initiator, k.isid[:])
+	n := (len(name) + 1 + 3) &^ 3
+	if n < 20 {
+		n = 20
+	}
+	b := make([]byte, 4+n)
+	b[0] = 0x40 | protoISCSI
+	binary.BigEndian.PutUint16(b[2:4], uint16(n))
+	copy(b[4:], name)
+	return b
+}
