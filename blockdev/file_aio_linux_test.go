@@ -458,6 +458,15 @@ func TestWriteAtAsync(t *testing.T) {
 	var errs []error
 	var started, refused int
 	var startOne func(i int, fromDone bool)
+	// Blocks just after a multiple of 64 in the second half are started
+	// once the block before has been written: by its callback (which may
+	// start a write, its slot being free) or, if it was refused, after its
+	// WriteAt.
+	chain := func(i int, fromDone bool) {
+		if i%64 == 0 && i+1 < blocks && i+1 >= blocks/2 {
+			startOne(i+1, fromDone)
+		}
+	}
 	startOne = func(i int, fromDone bool) {
 		wg.Add(1)
 		ok := f.WriteAtAsync(bufs[i].B, int64(i)*bs, func(err error) {
@@ -465,10 +474,7 @@ func TestWriteAtAsync(t *testing.T) {
 			mu.Lock()
 			errs = append(errs, err)
 			mu.Unlock()
-			// A callback may start the next write: its slot is free.
-			if i%64 == 0 && i+1 < blocks && i+1 >= blocks/2 {
-				startOne(i+1, true)
-			}
+			chain(i, true)
 		})
 		mu.Lock()
 		defer mu.Unlock()
@@ -484,6 +490,7 @@ func TestWriteAtAsync(t *testing.T) {
 				errs = append(errs, err)
 				mu.Unlock()
 			}
+			chain(i, false)
 		}
 		if fromDone {
 			go write() // done must not block, and WriteAt waits for the reaper
@@ -494,9 +501,7 @@ func TestWriteAtAsync(t *testing.T) {
 		}
 	}
 	for i := range blocks {
-		// Blocks just after a multiple of 64 in the second half are
-		// started by the callback of the block before.
-		if i < blocks/2 || i%64 != 1 {
+		if i < blocks/2 || i%64 != 1 { // the others are chained
 			startOne(i, false)
 		}
 	}
