@@ -24,6 +24,16 @@ func FuzzDecodeExecute(f *testing.F) {
 	f.Add(cdbGetLBAStatus(3, 24), []byte{}, uint32(24), byte(0))
 	f.Add(cdb6(opReserve6), []byte{}, uint32(0), byte(4))
 	f.Add(cdbReadDefect(true, true, false, 3, 0, 32), []byte{}, uint32(32), byte(0))
+	f.Add(cdbCAW(4, 1, 0x08), pattern(1024, 3), uint32(1024), byte(0))
+	f.Add(cdbWriteSame(opWriteSame16, 5, 0, 0x08), make([]byte, 512), uint32(512), byte(0))
+	f.Add(cdbWriteSame(opWriteSame10, 5, 3, 0), pattern(512, 4), uint32(512), byte(0))
+	unmap, params := unmapParams(unmapDesc{1, 2}, unmapDesc{60, 4})
+	f.Add(unmap, params, uint32(len(params)), byte(0))
+	prout, prParams := cdbPROut(proutRegisterIgnore, 0, 0, 7)
+	f.Add(prout, prParams, uint32(len(prParams)), byte(0))
+	prout, prParams = cdbPROut(proutReserve, prExclusiveAccess, 7, 0)
+	f.Add(prout, prParams, uint32(len(prParams)), byte(4))
+	f.Add(cdbPRIn(prinReadFullStatus, 200), []byte{}, uint32(200), byte(0))
 
 	lu, err := NewLU(LUConfig{Dev: blockdev.NewMem(64*512, 512), VolumeID: "fuzz", MaxTransferBytes: 32 << 10,
 		Logger: slog.New(slog.DiscardHandler)})
@@ -50,6 +60,7 @@ func FuzzDecodeExecute(f *testing.F) {
 			tgt.Attach(n)
 		}
 		cmd := target.Decode(cdb)
+		cmd.CheckTransferLength(edtl)
 		if !cmd.Valid() && (cmd.Dir != DirNone || cmd.DataLen != 0) {
 			t.Fatalf("invalid command with Dir %v DataLen %d", cmd.Dir, cmd.DataLen)
 		}
