@@ -1,6 +1,7 @@
 package blockdev
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"unsafe"
@@ -281,4 +282,21 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
 	}
 	return o, nil
+}
+
+// IsZero reports whether p holds only zero bytes, which is what a discarded
+// range reads as (Discarder); an empty p is zero.
+func IsZero(p []byte) bool {
+	for len(p) >= 8 {
+		if binary.LittleEndian.Uint64(p) != 0 {
+			return false
+		}
+		p = p[8:]
+	}
+	for _, b := range p {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
 }

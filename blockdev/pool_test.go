@@ -120,3 +120,19 @@ func sizeName(n int) string {
 	}
 	return strconv.Itoa(n) + "B"
 }
+
+func TestIsZero(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 8, 9, 4096} {
+		p := make([]byte, n)
+		if !IsZero(p) {
+			t.Fatalf("%d zero bytes: not zero", n)
+		}
+		for i := range n {
+			p[i] = 1
+			if IsZero(p) {
+				t.Fatalf("%d bytes with byte %d set: zero", n, i)
+			}
+			p[i] = 0
+		}
+	}
+}

@@ -503,7 +503,7 @@ func (n *Node) worker() {
 				sum := sha256.Sum256(data)
 				digest = sum[:]
 			} else {
-				zero = allZero(data)
+				zero = blockdev.IsZero(data)
 			}
 		}
 		if err != nil {
@@ -518,21 +518,6 @@ func (n *Node) worker() {
 			n.free(data)
 		}
 	}
-}
-
-func allZero(p []byte) bool {
-	for len(p) >= 8 {
-		if binary.LittleEndian.Uint64(p) != 0 {
-			return false
-		}
-		p = p[8:]
-	}
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // zero makes [off, off+n) read as zeros: a discard if the device can,

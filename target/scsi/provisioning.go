@@ -3,6 +3,8 @@ package scsi
 import (
 	"context"
 	"encoding/binary"
+
+	"hastor/blockdev"
 )
 
 // WRITE SAME, UNMAP and logical block provisioning (SBC-3 "logical block
@@ -109,7 +111,7 @@ func (lu *LU) execWriteSame(ctx context.Context, cmd *Command, data []byte) Resp
 	}
 	durable := !lu.mode.Load().WCE
 	off, total := lu.off(cmd.LBA), int64(cmd.Blocks)<<lu.bshift
-	if cmd.unmap && isZero(block) {
+	if cmd.unmap && blockdev.IsZero(block) { // nil (NDOB) is zero
 		// SBC-3 "WRITE SAME command and unmap operations": with LBPRZ=1
 		// a zero block may be written by deallocating.
 		if e := lu.deallocate(cmd.LBA, cmd.Blocks); e.failed() {
@@ -153,22 +155,6 @@ func fillPattern(dst, pattern []byte) {
 	for n < len(dst) {
 		n += copy(dst[n:], dst[:n])
 	}
-}
-
-// isZero reports whether p holds only zero bytes; nil (NDOB) counts as zero.
-func isZero(p []byte) bool {
-	for len(p) >= 8 {
-		if binary.LittleEndian.Uint64(p) != 0 {
-			return false
-		}
-		p = p[8:]
-	}
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // deallocate discards blocks [lba, lba+n) under their stripes' shared locks.
