@@ -22,7 +22,7 @@ func (lu *LU) decodeCompareAndWrite(c Command, cdb []byte) Command {
 		// SBC-3: more than MAXIMUM COMPARE AND WRITE LENGTH.
 		return failedCmd(c.Op, invalidCDB(13, 7))
 	}
-	if lba >= lu.capacity() || uint64(n) > lu.capacity()-lba {
+	if lu.outOfRange(lba, n) {
 		return failedCmd(c.Op, errLBAOutOfRange)
 	}
 	if lu.cfg.ReadOnly {

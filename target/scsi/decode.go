@@ -199,7 +199,7 @@ func (lu *LU) Decode(cdb []byte) Command {
 		// flush is always done before returning (see execPreFetch for
 		// PRE-FETCH).
 		lba, n, _ := rwFields(cdb)
-		if lba >= lu.capacity() || uint64(n) > lu.capacity()-lba {
+		if lu.outOfRange(lba, n) {
 			return failedCmd(op, errLBAOutOfRange)
 		}
 		c.LBA, c.Blocks = LBA(lba), Blocks(n)
@@ -245,6 +245,13 @@ func (c *Command) CheckTransferLength(n uint32) {
 	if c.kind == kCompareAndWrite && !c.err.failed() && n != c.DataLen {
 		*c = failedCmd(c.Op, invalidCDB(13, 7))
 	}
+}
+
+// outOfRange reports whether blocks [lba, lba+n) do not lie within the
+// capacity. SBC-3 "logical blocks": an LBA past the end is out of range even
+// when no block is transferred.
+func (lu *LU) outOfRange(lba uint64, n uint32) bool {
+	return lba >= lu.capacity() || uint64(n) > lu.capacity()-lba
 }
 
 // setDataIn records a data-in transfer of n bytes (none if n is 0).
@@ -333,10 +340,7 @@ func (lu *LU) decodeRW(c Command, cdb []byte) Command {
 		// LENGTH.
 		return failedCmd(op, invalidCDB(nOff, 7))
 	}
-	// SBC-3 "logical blocks": the whole range must lie within the capacity;
-	// an LBA past the end is out of range even when no block is
-	// transferred.
-	if lba >= lu.capacity() || uint64(n) > lu.capacity()-lba {
+	if lu.outOfRange(lba, n) {
 		return failedCmd(op, errLBAOutOfRange)
 	}
 	if (c.kind == kWrite || c.kind == kWriteVerify || c.kind == kORWrite) && lu.cfg.ReadOnly {

@@ -44,10 +44,9 @@
 // SAME (16) with UNMAP=1, both as durable as writes. Other LUs are fully
 // provisioned and UNMAP is an unsupported operation code there.
 //
-// Unsupported commands (EXTENDED COPY, RECEIVE COPY RESULTS, PERSISTENT
-// RESERVE IN/OUT, SANITIZE, WRITE ATOMIC, ...) fail with INVALID COMMAND
-// OPERATION CODE, which conformance suites such as libiscsi's treat as "not
-// implemented". REPORT SUPPORTED OPERATION CODES lists exactly the commands
+// Unsupported commands (EXTENDED COPY, RECEIVE COPY RESULTS, SANITIZE, WRITE
+// ATOMIC, ...) fail with INVALID COMMAND OPERATION CODE, which conformance
+// suites such as libiscsi's treat as "not implemented". REPORT SUPPORTED OPERATION CODES lists exactly the commands
 // the LU supports, and its CDB usage data is the mask Decode uses to reject
 // reserved bits.
 //
@@ -61,9 +60,15 @@
 // unit attention is reported. LU reset, target reset and I_T nexus loss
 // (Detach) release the reservation.
 //
+// Persistent reservations (pr.go, prcmd.go: PERSISTENT RESERVE IN/OUT) are
+// shaped the same way (prState). They survive resets and I_T nexus loss, are
+// kept in memory only (no APTPL), and while registrations exist SPC-2
+// RESERVE and RELEASE conflict.
+//
 // # Read-modify-write atomicity
 //
-// ORWRITE and COMPARE AND WRITE must run as uninterrupted sequences. The LU keeps a fixed table of stripe locks (stripes.go): commands
+// ORWRITE and COMPARE AND WRITE must run as uninterrupted sequences. The
+// LU keeps a fixed table of stripe locks (stripes.go): commands
 // that modify the medium hold their stripes' locks shared, read-modify-write
 // commands hold them exclusively, READ takes none.
 //

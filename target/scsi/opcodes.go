@@ -341,7 +341,7 @@ func lookupOp(op, sa byte) (info *opInfo, opHasSA bool) {
 // supports reports whether lu supports the command e describes: every
 // command in opTable but those that need provisioning management
 // (opInfo.thin) on an LU without it.
-func (lu *LU) supports(e *opInfo) bool { return !e.thin || lu.disc != nil }
+func (lu *LU) supports(e *opInfo) bool { return !e.thin || lu.thin() }
 
 // serviceActionField returns the offset and mask of the SERVICE ACTION
 // field of operation codes that have one.

@@ -31,19 +31,19 @@ import "slices"
 type prType uint8
 
 const (
-	prWriteExclusive       prType = 0x1
-	prExclusiveAccess      prType = 0x3
-	prWriteExclusiveRegs   prType = 0x5 // registrants only
-	prExclusiveAccessRegs  prType = 0x6 // registrants only
-	prWriteExclusiveAll    prType = 0x7 // all registrants
-	prExclusiveAccessAllRg prType = 0x8 // all registrants
+	prWriteExclusive      prType = 0x1
+	prExclusiveAccess     prType = 0x3
+	prWriteExclusiveRegs  prType = 0x5 // registrants only
+	prExclusiveAccessRegs prType = 0x6 // registrants only
+	prWriteExclusiveAll   prType = 0x7 // all registrants
+	prExclusiveAccessAll  prType = 0x8 // all registrants
 )
 
 // valid reports whether t is a type code this LU supports.
 func (t prType) valid() bool {
 	switch t {
 	case prWriteExclusive, prExclusiveAccess, prWriteExclusiveRegs,
-		prExclusiveAccessRegs, prWriteExclusiveAll, prExclusiveAccessAllRg:
+		prExclusiveAccessRegs, prWriteExclusiveAll, prExclusiveAccessAll:
 		return true
 	}
 	return false
@@ -52,12 +52,12 @@ func (t prType) valid() bool {
 // allRegistrants reports whether every registrant holds a reservation of
 // type t.
 func (t prType) allRegistrants() bool {
-	return t == prWriteExclusiveAll || t == prExclusiveAccessAllRg
+	return t == prWriteExclusiveAll || t == prExclusiveAccessAll
 }
 
 // exclusiveAccess reports whether t also restricts reads.
 func (t prType) exclusiveAccess() bool {
-	return t == prExclusiveAccess || t == prExclusiveAccessRegs || t == prExclusiveAccessAllRg
+	return t == prExclusiveAccess || t == prExclusiveAccessRegs || t == prExclusiveAccessAll
 }
 
 // registrantsOnly reports whether registrants that do not hold the
@@ -345,7 +345,7 @@ func (s prState) unregister(i int) (prState, []prUA) {
 			n.release()
 		}
 	case n.holder == k:
-		if n.typ == prWriteExclusiveRegs || n.typ == prExclusiveAccessRegs {
+		if n.typ.registrantsOnly() { // "registrants only": the others keep access
 			uas = n.uaAllBut(k, ascReservationsReleased, nil)
 		}
 		n.release()

@@ -106,9 +106,7 @@ func (lu *LU) execWriteSame(ctx context.Context, cmd *Command, data []byte) Resp
 		}
 		block = p[:lu.bs]
 	}
-	if cmd.Blocks == 0 {
-		return Response{Status: StatusGood}
-	}
+	// Decode never yields 0 blocks: 0 in the CDB means "to the end".
 	durable := !lu.mode.Load().WCE
 	off, total := lu.off(cmd.LBA), int64(cmd.Blocks)<<lu.bshift
 	if cmd.unmap && blockdev.IsZero(block) { // nil (NDOB) is zero
