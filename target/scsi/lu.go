@@ -461,16 +461,38 @@ func mediumSense(err error) senseErr {
 }
 
 // MediumReady tells the LU that its Medium has become ready: every attached
-// I_T nexus gets UNIT ATTENTION 28h/00h, NOT READY TO READY CHANGE, MEDIUM
-// MAY HAVE CHANGED (SPC-4 "unit attention condition"), so initiators that
-// saw NOT READY re-read the capacity.
+// I_T nexus that was told NOT READY gets UNIT ATTENTION 28h/00h, NOT READY
+// TO READY CHANGE, MEDIUM MAY HAVE CHANGED (SPC-4 "unit attention
+// condition"), so it re-reads the capacity. Execute does the same on such a
+// nexus's next command if it comes first, so the condition is established
+// exactly once, before the nexus sees the Medium ready, and never for a
+// nexus that only saw it ready (one that logged in after the change).
 func (lu *LU) MediumReady() {
-	if lu.absent {
+	if lu.absent || lu.medium == nil {
 		return
 	}
 	lu.mu.Lock()
-	lu.establishOthersLocked(nil, ascNotReadyToReady)
+	for _, it := range lu.mu.itls {
+		lu.noteReady(it)
+	}
 	lu.mu.Unlock()
+}
+
+// noteReady establishes 28h/00h for it if it was told NOT READY and the
+// Medium is ready now.
+func (lu *LU) noteReady(it *itl) {
+	if it.toldNotReady.Load() && lu.medium.Ready() == nil && it.toldNotReady.CompareAndSwap(true, false) {
+		it.establish(ascNotReadyToReady)
+	}
+}
+
+// mediumNotReady returns the sense for the Medium's Ready error err and
+// records that it's nexus was told.
+func mediumNotReady(it *itl, err error) senseErr {
+	if it != nil {
+		it.toldNotReady.Store(true)
+	}
+	return mediumSense(err)
 }
 
 // CommandsCleared establishes UNIT ATTENTION 2Fh/00h, COMMANDS CLEARED BY
@@ -582,6 +604,9 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 			it = lu.attach(n)
 		}
 	}
+	if it != nil && lu.medium != nil {
+		lu.noteReady(it)
+	}
 	switch cmd.Op {
 	case opInquiry, opReportLUNs, opRequestSense:
 	default:
@@ -602,7 +627,7 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 	}
 	if lu.medium != nil && cmd.kind.needsMedium() {
 		if err := lu.medium.Ready(); err != nil {
-			return lu.fail(mediumSense(err))
+			return lu.fail(mediumNotReady(it, err))
 		}
 	}
 	switch cmd.kind {

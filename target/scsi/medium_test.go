@@ -74,6 +74,35 @@ func TestMediumNotReady(t *testing.T) {
 	expectGood(t, run(t, lu, n, cdbRW(opWrite10, 0, 1, 0), pattern(512, 1)))
 }
 
+// TestMediumReadyOnce checks that NOT READY TO READY CHANGE reaches each
+// nexus that was told NOT READY exactly once, on its first command after
+// the change even when the owner's MediumReady call comes later, and never
+// reaches a nexus that only saw the Medium ready.
+func TestMediumReadyOnce(t *testing.T) {
+	dev := &lockedDev{Mem: blockdev.NewMem(1<<20, 512)}
+	lu := newTestLU(t, withDev(dev))
+	attach := func(isid byte) *Nexus {
+		n := &Nexus{InitiatorName: "iqn.2024-01.test:init", ISID: [6]byte{0x80, 0, 0, 0, 0xEF, isid},
+			TargetName: "iqn.2024-01.test:tgt", RelativeTargetPort: 1, TPGT: 1}
+		lu.Attach(n)
+		expectSense(t, run(t, lu, n, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascPowerOnResetOccurred)
+		return n
+	}
+	told, quiet := attach(1), attach(2)
+	expectSense(t, run(t, lu, told, cdb6(opTestUnitReady), nil), SenseNotReady, ascLUNotReadyManual)
+
+	dev.ready.Store(true) // the owner has not called MediumReady yet
+	late := attach(3)
+	expectGood(t, run(t, lu, late, cdb6(opTestUnitReady), nil))
+	expectSense(t, run(t, lu, told, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascNotReadyToReady)
+	lu.MediumReady()
+	for name, n := range map[string]*Nexus{"told": told, "quiet": quiet, "late": late} {
+		if r := run(t, lu, n, cdb6(opTestUnitReady), nil); r.Status != StatusGood {
+			t.Errorf("%s nexus after MediumReady: status %#x, want GOOD", name, r.Status)
+		}
+	}
+}
+
 // clobberDev overwrites every buffer it writes, as an encrypting device
 // does (blockdev.Device allows it).
 type clobberDev struct{ *blockdev.Mem }

@@ -21,7 +21,7 @@ func (lu *LU) execRequestSense(it *itl, cmd *Command, data []byte) Response {
 	default:
 		if lu.medium != nil {
 			if err := lu.medium.Ready(); err != nil {
-				e = mediumSense(err)
+				e = mediumNotReady(it, err)
 			}
 		}
 	}

@@ -139,6 +139,9 @@ func (q *uaQueue) pop() (ascCode, bool) {
 type itl struct {
 	nexus   *Nexus
 	pending atomic.Bool // fast path: mirrors mu.q.n > 0
+	// toldNotReady is set when this nexus was told its Medium is not
+	// ready; it gets UNIT ATTENTION 28h/00h once the Medium is ready.
+	toldNotReady atomic.Bool
 	mu      struct {
 		sync.Mutex
 		q uaQueue
