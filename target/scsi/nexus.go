@@ -142,7 +142,7 @@ type itl struct {
 	// toldNotReady is set when this nexus was told its Medium is not
 	// ready; it gets UNIT ATTENTION 28h/00h once the Medium is ready.
 	toldNotReady atomic.Bool
-	mu      struct {
+	mu           struct {
 		sync.Mutex
 		q uaQueue
 	}
