@@ -89,6 +89,16 @@ type Discarder interface {
 	Discard(off, n int64) error
 }
 
+// Mapper is implemented by devices that know which ranges hold allocated
+// storage (SBC-3 "GET LBA STATUS").
+type Mapper interface {
+	// Mapped reports whether the byte at off is backed by allocated
+	// storage, and how many bytes from off, at most n, share that state.
+	// A device that cannot tell reports every range as mapped. off must
+	// lie inside the device and n be positive.
+	Mapped(off, n int64) (mapped bool, run int64, err error)
+}
+
 // Sentinel errors. Errors returned by this package wrap one of these (or an
 // errno such as unix.EIO, which matches fs.ErrNotExist or fs.ErrPermission
 // where relevant); test them with errors.Is.

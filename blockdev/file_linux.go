@@ -59,6 +59,7 @@ var (
 	_ FUAWriter   = (*File)(nil)
 	_ AsyncWriter = (*File)(nil)
 	_ Discarder   = (*File)(nil)
+	_ Mapper      = (*File)(nil)
 )
 
 // Open opens the regular file or block device at path for O_DIRECT I/O in
@@ -786,6 +787,39 @@ func (f *File) Discard(off, n int64) error {
 		}
 	}
 	return f.writeZerosLocked(off, n)
+}
+
+// Mapped implements Mapper. For an image file it asks the file system with
+// lseek SEEK_DATA and SEEK_HOLE, so a hole (never written, or punched by
+// Discard) is unmapped; the answer is in units of the file system's block.
+// A block device cannot tell: its ranges are all mapped.
+func (f *File) Mapped(off, n int64) (bool, int64, error) {
+	if off < 0 || n <= 0 || off >= f.size {
+		return false, 0, f.wrap("map", off, n, ErrOutOfRange)
+	}
+	n = min(n, f.size-off)
+	if f.blockDev {
+		return true, n, nil
+	}
+	f.closeMu.RLock()
+	defer f.closeMu.RUnlock()
+	if f.closed {
+		return false, 0, f.wrap("map", off, n, ErrClosed)
+	}
+	data, err := unix.Seek(f.fd, off, unix.SEEK_DATA)
+	switch {
+	case err == unix.ENXIO: // no data at or after off
+		return false, n, nil
+	case err != nil:
+		return false, 0, f.wrap("map", off, n, fmt.Errorf("lseek SEEK_DATA: %w", err))
+	case data > off:
+		return false, min(n, data-off), nil
+	}
+	hole, err := unix.Seek(f.fd, off, unix.SEEK_HOLE)
+	if err != nil {
+		return false, 0, f.wrap("map", off, n, fmt.Errorf("lseek SEEK_HOLE: %w", err))
+	}
+	return true, min(n, hole-off), nil
 }
 
 // blkZeroOutLocked zeroes a range of a block device with BLKZEROOUT, which

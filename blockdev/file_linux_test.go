@@ -440,12 +440,14 @@ func TestDiscardFreesSpace(t *testing.T) {
 	path := filepath.Join(directDir(t), "lun")
 	const size = 8 << 20
 	f := mustOpen(t, path, Options{Size: size, Create: true, BlockSize: 4096})
+	expectMap(t, f, 0, size, false, size) // a new image file is one hole
 	p := NewPool()
 	b := p.Get(size)
 	fillPattern(b.B, 6)
 	if _, err := f.WriteAt(b.B, 0); err != nil {
 		t.Fatal(err)
 	}
+	expectMap(t, f, 4096, size, true, size-4096)
 	if err := f.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -467,6 +469,13 @@ func TestDiscardFreesSpace(t *testing.T) {
 	if before-after < 4<<20 {
 		t.Errorf("discard of 4 MiB freed %d bytes (%d -> %d)", before-after, before, after)
 	}
+	expectMap(t, f, 0, size, true, 1<<20)
+	expectMap(t, f, 1<<20, size, false, 4<<20)
+	expectMap(t, f, 2<<20, 1<<20, false, 1<<20)
+	expectMap(t, f, 5<<20, size, true, 3<<20)
+	if _, _, err := f.Mapped(size, 4096); !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("Mapped past the end: %v, want ErrOutOfRange", err)
+	}
 	if _, err := f.ReadAt(b.B, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -475,5 +484,14 @@ func TestDiscardFreesSpace(t *testing.T) {
 	clear(want.B[1<<20 : 5<<20])
 	if !bytes.Equal(b.B, want.B) {
 		t.Error("contents after discard are wrong")
+	}
+}
+
+// expectMap checks f.Mapped(off, n).
+func expectMap(t *testing.T, f *File, off, n int64, mapped bool, run int64) {
+	t.Helper()
+	m, r, err := f.Mapped(off, n)
+	if err != nil || m != mapped || r != run {
+		t.Errorf("Mapped(%d, %d) = %v, %d, %v; want %v, %d", off, n, m, r, err, mapped, run)
 	}
 }

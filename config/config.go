@@ -196,6 +196,16 @@ type LUN struct {
 	// can lose acknowledged writes in a power failure. Initiators may change
 	// the bit with MODE SELECT; the change is not saved to this file.
 	WriteCache bool `yaml:"write_cache"`
+	// ThinProvisioning says whether initiators may deallocate blocks (UNMAP,
+	// WRITE SAME with UNMAP; SBC-3 "logical block provisioning"). Default
+	// true for a LUN on an image file or block device: deallocated blocks
+	// read as zeros, an image file gets holes punched, and GET LBA STATUS
+	// shows an image file's holes. Set false to report the LUN fully
+	// provisioned and refuse UNMAP, for example on a block device without
+	// discard support, where deallocating means writing zeros, or to keep
+	// an image file's space reserved. Encrypted and replicated LUNs are
+	// always fully provisioned, and true is an error there.
+	ThinProvisioning *bool `yaml:"thin_provisioning"`
 	// Encryption, when present, marks the LUN as encrypted at rest: path
 	// holds a LUKS2 volume (made by `hastorctl format` or by cryptsetup
 	// luksFormat --type luks2, cipher aes-xts-plain64) and initiators see
@@ -226,6 +236,13 @@ type Encryption struct {
 	// directory of the configuration file. hastord reads it only to unlock;
 	// the passphrase is not kept.
 	KeyFile string `yaml:"key_file"`
+}
+
+// Thin reports whether l is thin provisioned where its device can
+// deallocate: ThinProvisioning, true when not set, and false for encrypted
+// and replicated LUNs.
+func (l *LUN) Thin() bool {
+	return (l.ThinProvisioning == nil || *l.ThinProvisioning) && l.Encryption == nil && l.Replication == nil
 }
 
 // Encrypted reports whether l is an encrypted LUN.

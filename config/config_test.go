@@ -266,6 +266,8 @@ func TestValidationRules(t *testing.T) {
 		{"block size not a number", withLUN("lun: 0, volume_id: v0, path: a.img, size: 1GiB, block_size: 4k"), []string{"targets[0].luns[0].block_size: want a whole number"}},
 		{"read_only not a bool", withLUN("lun: 0, volume_id: v0, path: a.img, size: 1GiB, read_only: 2"), []string{"targets[0].luns[0].read_only: want true or false"}},
 		{"flags", withLUN("lun: 0, volume_id: v0, path: a.img, size: 1GiB, read_only: true, write_cache: true"), nil},
+		{"thin off", withLUN("lun: 0, volume_id: v0, path: a.img, size: 1GiB, thin_provisioning: false"), nil},
+		{"thin not a bool", withLUN("lun: 0, volume_id: v0, path: a.img, size: 1GiB, thin_provisioning: yes please"), []string{"targets[0].luns[0].thin_provisioning: want true or false"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -56,6 +56,14 @@ func TestEncryptedLUNProblems(t *testing.T) {
 		})
 		wantProblems(t, err, "targets[0].luns[0].encryption.key_file: is empty")
 	})
+	t.Run("thin provisioning", func(t *testing.T) {
+		doc := strings.Replace(encryptedDoc, "block_size: 4096\n", "block_size: 4096\n        thin_provisioning: true\n", 1)
+		_, err := parseFake(doc, fstest.MapFS{
+			"var/lib/hastor/vault.img": &fstest.MapFile{Mode: 0o600},
+			"etc/hastor/vault.key":     secretFile("pass"),
+		})
+		wantProblems(t, err, "targets[0].luns[0].thin_provisioning: an encrypted LUN is always fully provisioned")
+	})
 	t.Run("socket path too long", func(t *testing.T) {
 		doc := encryptedDoc + "control_socket: /run/" + strings.Repeat("x", 120) + "\n"
 		_, err := parseFake(doc, fstest.MapFS{

@@ -95,6 +95,7 @@ func (d *daemon) openLUN(cfg *config.Config, tc *config.Target, lc *config.LUN) 
 		BlockSize:        lc.BlockSize,
 		ReadOnly:         lc.ReadOnly,
 		WriteCache:       lc.WriteCache,
+		FullyProvisioned: !lc.Thin(),
 		VolumeID:         lc.VolumeID,
 		MaxTransferBytes: maxTransfer,
 		Logger:           l.log,

@@ -30,8 +30,7 @@
 //
 // Besides the usual SPC-4/SBC-3 set (INQUIRY, MODE SENSE/SELECT, READ,
 // WRITE, VERIFY, WRITE AND VERIFY, SYNCHRONIZE CACHE, ...) the LU implements
-// PRE-FETCH (10)/(16) (GOOD: there is no cache to load), GET LBA STATUS
-// (every LBA reported mapped, which SBC-3 also allows for unknown state),
+// PRE-FETCH (10)/(16) (GOOD: there is no cache to load), GET LBA STATUS,
 // ORWRITE (16), COMPARE AND WRITE (caw.go, VMware's ATS), WRITE SAME
 // (10)/(16), READ DEFECT DATA (10)/(12) (empty lists) and SPC-2
 // RESERVE/RELEASE (6)/(10).
@@ -41,8 +40,11 @@
 // An LU whose device can deallocate (blockdev.Discarder: a file or block
 // device, not a replicated or encrypted volume) is thin provisioned
 // (provisioning.go): LBPME and LBPRZ in READ CAPACITY (16), UNMAP, and WRITE
-// SAME (16) with UNMAP=1, both as durable as writes. Other LUs are fully
-// provisioned and UNMAP is an unsupported operation code there.
+// SAME (16) with UNMAP=1, both as durable as writes; GET LBA STATUS reports
+// deallocated runs where the device can tell (blockdev.Mapper: an image
+// file's holes). Other LUs, and those configured FullyProvisioned, are
+// fully provisioned: UNMAP is an unsupported operation code there and GET
+// LBA STATUS reports every block mapped.
 //
 // Unsupported commands (EXTENDED COPY, RECEIVE COPY RESULTS, SANITIZE, WRITE
 // ATOMIC, ...) fail with INVALID COMMAND OPERATION CODE, which conformance

@@ -54,6 +54,10 @@ type LUConfig struct {
 	// WCE=1 is faster but relies on the initiator issuing SYNCHRONIZE
 	// CACHE (Linux does, when it sees WCE=1).
 	WriteCache bool
+	// FullyProvisioned turns thin provisioning off: the LU reports LBPME=0
+	// and does not support UNMAP even if Dev can deallocate
+	// (blockdev.Discarder), so nothing is ever deallocated.
+	FullyProvisioned bool
 	// VolumeID identifies the volume cluster-wide. The LU's NAA identifier
 	// and unit serial number derive from it alone (DeriveIdentity), so
 	// every node serving the volume reports the same identity. Required.
@@ -151,6 +155,7 @@ type LU struct {
 	dev     blockdev.Device
 	fua     blockdev.FUAWriter // nil if dev cannot write with FUA
 	disc    blockdev.Discarder // nil if dev cannot deallocate (not thin provisioned)
+	mapper  blockdev.Mapper    // nil unless thin provisioned and dev can tell what is mapped
 	medium  Medium             // nil if dev is always ready
 	bs      int                // logical block length
 	bshift  uint               // log2(bs)
@@ -224,8 +229,11 @@ func NewLU(cfg LUConfig) (*LU, error) {
 	if f, ok := cfg.Dev.(blockdev.FUAWriter); ok {
 		lu.fua = f
 	}
-	if d, ok := cfg.Dev.(blockdev.Discarder); ok {
+	if d, ok := cfg.Dev.(blockdev.Discarder); ok && !cfg.FullyProvisioned {
 		lu.disc = d
+		if m, ok := cfg.Dev.(blockdev.Mapper); ok {
+			lu.mapper = m
+		}
 	}
 	lu.maxCAW = min(maxCompareAndWrite, lu.maxXfer/2)
 	lu.maxWriteSame = Blocks(maxWriteSameBytes >> lu.bshift)

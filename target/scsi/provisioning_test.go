@@ -268,4 +268,11 @@ func TestUnmapErrors_SBC3(t *testing.T) {
 	expectSense(t, run(t, ro, newNexus(t, ro), cdb, params), SenseDataProtect, ascWriteProtected)
 	full := newTestLU(t, fullyProvisioned(1<<20, 512))
 	expectSense(t, run(t, full, newNexus(t, full), cdb, params), SenseIllegalRequest, ascInvalidOpcode)
+	// A device that could deallocate, with thin provisioning turned off.
+	f = blockdev.NewFaulty(blockdev.NewMem(1<<20, 512))
+	off := newTestLU(t, withDev(f), func(c *LUConfig) { c.FullyProvisioned = true })
+	expectSense(t, run(t, off, newNexus(t, off), cdb, params), SenseIllegalRequest, ascInvalidOpcode)
+	if f.Count(blockdev.OpDiscard) != 0 {
+		t.Fatal("UNMAP deallocated on a fully provisioned LU")
+	}
 }

@@ -15,26 +15,76 @@ func (lu *LU) execPreFetch() Response {
 
 // lbaStatusDescLen is the length of an LBA status descriptor and
 // lbaStatusHdrLen that of the GET LBA STATUS parameter data header (SBC-3
-// "GET LBA STATUS parameter data").
+// "GET LBA STATUS parameter data"). maxLBAStatusDescs bounds the
+// descriptors one command returns.
 const (
-	lbaStatusHdrLen  = 8
-	lbaStatusDescLen = 16
+	lbaStatusHdrLen   = 8
+	lbaStatusDescLen  = 16
+	maxLBAStatusDescs = 64
 )
 
-// execGetLBAStatus runs SBC-3 "GET LBA STATUS". The LU is fully provisioned
-// (LBPME=0), so every LBA is mapped: the parameter data holds one LBA status
-// descriptor from the starting LBA, PROVISIONING STATUS 0h (mapped), for as
-// many blocks as the NUMBER OF LOGICAL BLOCKS field holds up to the last LBA;
-// an initiator that needs more asks again from the next LBA.
+// Provisioning status values of an LBA status descriptor.
+const (
+	provMapped      = 0x0 // mapped, or unknown
+	provDeallocated = 0x1
+)
+
+// execGetLBAStatus runs SBC-3 "GET LBA STATUS": LBA status descriptors from
+// the starting LBA, each a run of blocks in one provisioning state, as many
+// as the allocation length holds (at most maxLBAStatusDescs); an initiator
+// that needs more asks again from the LBA after the last one. A thin
+// provisioned LU asks its device which blocks are deallocated
+// (blockdev.Mapper: an image file's holes); a block that is partly
+// deallocated is mapped. Everything else is reported mapped (SBC-3: "mapped
+// or unknown"), which is also the whole answer of a fully provisioned LU.
 func (lu *LU) execGetLBAStatus(cmd *Command, data []byte) Response {
-	var b [lbaStatusHdrLen + lbaStatusDescLen]byte
+	var b [lbaStatusHdrLen + maxLBAStatusDescs*lbaStatusDescLen]byte
+	want := max(1, min(maxLBAStatusDescs, (int(cmd.DataLen)-lbaStatusHdrLen)/lbaStatusDescLen))
+	n := lbaStatusHdrLen
+	lba, end := uint64(cmd.LBA), lu.capacity()
+	var last []byte // the previous descriptor, extended while the state holds
+	for lba < end {
+		state, blocks, err := lu.provisioning(lba, min(end-lba, 0xFFFFFFFF))
+		if err != nil {
+			return lu.fail(lu.ioError(err, "get lba status", LBA(lba), true))
+		}
+		if last != nil && last[12] == state && uint64(binary.BigEndian.Uint32(last[8:12]))+blocks <= 0xFFFFFFFF {
+			binary.BigEndian.PutUint32(last[8:12], binary.BigEndian.Uint32(last[8:12])+uint32(blocks))
+		} else {
+			if (n-lbaStatusHdrLen)/lbaStatusDescLen == want {
+				break
+			}
+			last = b[n : n+lbaStatusDescLen]
+			n += lbaStatusDescLen
+			binary.BigEndian.PutUint64(last[0:8], lba)
+			binary.BigEndian.PutUint32(last[8:12], uint32(blocks))
+			last[12] = state
+		}
+		lba += blocks
+		if lu.mapper == nil {
+			break // one descriptor says it all
+		}
+	}
 	// PARAMETER DATA LENGTH: the bytes that follow it.
-	binary.BigEndian.PutUint32(b[0:4], uint32(len(b)-4))
-	d := b[lbaStatusHdrLen:]
-	binary.BigEndian.PutUint64(d[0:8], uint64(cmd.LBA))
-	binary.BigEndian.PutUint32(d[8:12], uint32(min(lu.capacity()-uint64(cmd.LBA), 0xFFFFFFFF)))
-	d[12] = 0x0 // PROVISIONING STATUS: mapped
-	return dataIn(cmd, b[:], data)
+	binary.BigEndian.PutUint32(b[0:4], uint32(n-4))
+	return dataIn(cmd, b[:n], data)
+}
+
+// provisioning returns the provisioning state of the run of blocks from
+// lba, at most limit of them (limit > 0), that share it.
+func (lu *LU) provisioning(lba, limit uint64) (state byte, blocks uint64, err error) {
+	if lu.mapper == nil {
+		return provMapped, limit, nil
+	}
+	mapped, run, err := lu.mapper.Mapped(int64(lba)<<lu.bshift, int64(limit)<<lu.bshift)
+	if err != nil {
+		return 0, 0, err
+	}
+	blocks = uint64(run) >> lu.bshift
+	if mapped || blocks == 0 { // data in the block
+		return provMapped, max(blocks, 1), nil
+	}
+	return provDeallocated, blocks, nil
 }
 
 // Defect list formats (SBC-3 "defect list format"): 000b short block, 001b

@@ -2,7 +2,10 @@ package scsi
 
 import (
 	"encoding/binary"
+	"slices"
 	"testing"
+
+	"hastor/blockdev"
 )
 
 // cdbPreFetch builds PRE-FETCH (10) or (16) (SBC-3 "PRE-FETCH (10)",
@@ -123,6 +126,77 @@ func TestGetLBAStatus_SBC3(t *testing.T) {
 	expectGood(t, r)
 	if got := binary.BigEndian.Uint32(d[16:20]); got != 0xFFFFFFFF {
 		t.Fatalf("%d blocks, want FFFFFFFFh", got)
+	}
+}
+
+// holeDev is a Mem whose Mapped answers from a fixed map: runs of bytes
+// that alternate between unmapped and mapped, starting unmapped.
+type holeDev struct {
+	*blockdev.Mem
+	bounds []int64 // ascending offsets where the state flips
+}
+
+func (d holeDev) Mapped(off, n int64) (bool, int64, error) {
+	mapped, end := false, d.Size()
+	for _, b := range d.bounds {
+		if b > off {
+			end = b
+			break
+		}
+		mapped = !mapped
+	}
+	return mapped, min(n, end-off), nil
+}
+
+// SBC-3 "GET LBA STATUS" on a thin provisioned LU whose device tells what
+// is mapped: one descriptor per run, a partly mapped block is mapped
+// (and merges with its mapped neighbours), and the allocation length
+// bounds the descriptors returned.
+func TestGetLBAStatusRuns_SBC3(t *testing.T) {
+	const bs, nb = 4096, 256
+	dev := holeDev{blockdev.NewMem(nb*bs, bs), []int64{
+		1*bs + 2048, 3 * bs, // block 1 partly mapped, block 2 mapped
+		10 * bs, 11*bs + 512, // block 10 mapped, block 11 partly
+		11*bs + 1024, 12 * bs, // and mapped again at its end
+	}}
+	lu := newTestLU(t, withDev(dev), withBlockSize(bs))
+	n := newNexus(t, lu)
+	type desc struct {
+		lba    uint64
+		blocks uint32
+		state  byte
+	}
+	status := func(lba uint64, alloc uint32) []desc {
+		t.Helper()
+		r, d := runData(t, lu, n, cdbGetLBAStatus(lba, alloc), nil)
+		expectGood(t, r)
+		if int(binary.BigEndian.Uint32(d[0:4])) != len(d)-4 {
+			t.Fatalf("PARAMETER DATA LENGTH %d with %d bytes", binary.BigEndian.Uint32(d[0:4]), len(d))
+		}
+		var got []desc
+		for p := d[8:]; len(p) >= 16; p = p[16:] {
+			got = append(got, desc{binary.BigEndian.Uint64(p[0:8]), binary.BigEndian.Uint32(p[8:12]), p[12]})
+		}
+		return got
+	}
+	all := []desc{{0, 1, 1}, {1, 2, 0}, {3, 7, 1}, {10, 2, 0}, {12, nb - 12, 1}}
+	if got := status(0, 1024); !slices.Equal(got, all) {
+		t.Fatalf("runs %+v, want %+v", got, all)
+	}
+	if got := status(0, 24); !slices.Equal(got, all[:1]) {
+		t.Fatalf("allocation length 24: %+v", got)
+	}
+	if got := status(0, 8+2*16); !slices.Equal(got, all[:2]) {
+		t.Fatalf("allocation length 40: %+v", got)
+	}
+	if got := status(5, 1024); !slices.Equal(got, []desc{{5, 5, 1}, {10, 2, 0}, {12, nb - 12, 1}}) {
+		t.Fatalf("from LBA 5: %+v", got)
+	}
+	// Thin provisioning off: one mapped run, the device is not asked.
+	full := newTestLU(t, withDev(dev), withBlockSize(bs), func(c *LUConfig) { c.FullyProvisioned = true })
+	lu, n = full, newNexus(t, full)
+	if got := status(0, 1024); !slices.Equal(got, []desc{{0, nb, 0}}) {
+		t.Fatalf("fully provisioned: %+v", got)
 	}
 }
 
