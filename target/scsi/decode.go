@@ -34,6 +34,8 @@ type Command struct {
 	// PERSISTENT RESERVE IN/OUT service action and TYPE.
 	prSA   uint8
 	prType prType
+	// RECEIVE COPY RESULTS service action and LIST IDENTIFIER.
+	copySA, listID byte
 	// resOK: processed even while another I_T nexus holds an SPC-2
 	// reservation (opInfo.resOK, or PREVENT ALLOW with PREVENT=00b).
 	resOK bool
@@ -190,6 +192,10 @@ func (lu *LU) Decode(cdb []byte) Command {
 		return decodePRIn(c, cdb)
 	case kPROut:
 		return decodePROut(c, cdb)
+	case kExtendedCopy:
+		return decodeExtendedCopy(c, cdb)
+	case kReceiveCopyResults:
+		return decodeReceiveCopyResults(c, cdb)
 	case kSyncCache, kPreFetch:
 		// SBC-3 "SYNCHRONIZE CACHE (10/16)" and "PRE-FETCH (10/16)": a
 		// range checked like READ's, where NUMBER OF LOGICAL BLOCKS or

@@ -55,6 +55,9 @@ func (lu *LU) buildStdInquiry(b0 byte) []byte {
 	b[3] = 0x10 | 0x02
 	b[4] = stdInquiryLen - 5
 	b[5] = 0x00 // SCCS=0 ACC=0 TPGS=00b 3PC=0 PROTECT=0
+	if !lu.absent {
+		b[5] |= 0x08 // 3PC: EXTENDED COPY (xcopy.go)
+	}
 	b[6] = 0x00 // ENCSERV=0 MULTIP=0
 	b[7] = 0x02 // CMDQUE=1
 	padCopy(b[8:16], lu.cfg.Vendor)

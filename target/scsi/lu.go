@@ -685,6 +685,10 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 		return lu.execPRIn(cmd, data)
 	case kPROut:
 		return lu.execPROut(n, cmd, data)
+	case kExtendedCopy:
+		return lu.execExtendedCopy(ctx, n, it, cmd, data)
+	case kReceiveCopyResults:
+		return lu.execReceiveCopyResults(it, cmd, data)
 	case kReserve:
 		return lu.execReserve(n)
 	case kRelease:

@@ -144,7 +144,8 @@ type itl struct {
 	toldNotReady atomic.Bool
 	mu           struct {
 		sync.Mutex
-		q uaQueue
+		q      uaQueue
+		copies []copyResult // EXTENDED COPY statuses (xcopy.go), oldest first
 	}
 }
 

@@ -83,6 +83,8 @@ const (
 	kUnmap
 	kPRIn
 	kPROut
+	kExtendedCopy
+	kReceiveCopyResults
 )
 
 // needsMedium reports whether commands of kind k access the medium and so
@@ -93,7 +95,7 @@ func (k opKind) needsMedium() bool {
 	switch k {
 	case kTestUnitReady, kReadCapacity10, kReadCapacity16, kRead, kWrite,
 		kWriteVerify, kVerify, kSyncCache, kPreFetch, kGetLBAStatus, kORWrite, kReadDefect,
-		kCompareAndWrite, kWriteSame, kUnmap:
+		kCompareAndWrite, kWriteSame, kUnmap, kExtendedCopy:
 		return true
 	}
 	return false
@@ -241,6 +243,16 @@ var opTable = [...]opInfo{
 		usage: [16]byte{0x5F, proutPreempt, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
 	{name: "PERSISTENT RESERVE OUT(REGISTER AND IGNORE EXISTING KEY)", op: opPROut, sa: proutRegisterIgnore, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
 		usage: [16]byte{0x5F, proutRegisterIgnore, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{2: 0xFF, 9: ctlIgnore}},
+	// SPC-4 "EXTENDED COPY (LID1)" and "RECEIVE COPY RESULTS" (xcopy.go).
+	{name: "EXTENDED COPY(LID1)", op: opExtendedCopy, sa: saXCopyLID1, hasSA: true, kind: kExtendedCopy, cdbLen: 16, timeout: 60,
+		usage:  [16]byte{0x83, saXCopyLID1, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{15: ctlIgnore}},
+	{name: "RECEIVE COPY RESULTS(COPY STATUS)", op: opReceiveCopyResults, sa: saCopyStatus, hasSA: true, kind: kReceiveCopyResults, cdbLen: 16, timeout: 10,
+		usage:  [16]byte{0x84, saCopyStatus, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{15: ctlIgnore}},
+	{name: "RECEIVE COPY RESULTS(OPERATING PARAMETERS)", op: opReceiveCopyResults, sa: saOperatingParams, hasSA: true, kind: kReceiveCopyResults, cdbLen: 16, timeout: 10,
+		usage:  [16]byte{0x84, saOperatingParams, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+		ignore: [16]byte{15: ctlIgnore}},
 	{name: "READ(16)", cont: protectField, op: opRead16, kind: kRead, cdbLen: 16, timeout: 30,
 		usage:  [16]byte{0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
 		ignore: [16]byte{1: 0x06, 14: 0x1F, 15: ctlIgnore}},
@@ -347,7 +359,7 @@ func (lu *LU) supports(e *opInfo) bool { return !e.thin || lu.thin() }
 // field of operation codes that have one.
 func serviceActionField(op byte) (off int, mask byte, ok bool) {
 	switch op {
-	case opServiceActionIn, opMaintenanceIn, opPRIn, opPROut:
+	case opServiceActionIn, opMaintenanceIn, opPRIn, opPROut, opExtendedCopy, opReceiveCopyResults:
 		return 1, 0x1F, true
 	}
 	return 0, 0, false

@@ -96,7 +96,7 @@ func TestReportSupportedOpcodes_SPC4_6_35(t *testing.T) {
 		opts byte
 		op   byte
 		sa   uint16
-	}{{1, 0x83, 0}, {2, opServiceActionIn, 0x13}, {3, 0x84, 0}, {2, opMaintenanceIn, 0x0A}, {1, 0x48, 0}} {
+	}{{3, 0x83, 0x01}, {2, opServiceActionIn, 0x13}, {3, 0x84, 0x04}, {2, opMaintenanceIn, 0x0A}, {1, 0x48, 0}} {
 		r, d := runData(t, lu, n, rsoc(false, q.opts, q.op, q.sa, 64), nil)
 		expectGood(t, r)
 		if len(d) != 4 || d[1] != 0x01 {
@@ -178,14 +178,14 @@ func TestUsageDataMatchesDecoder_SPC4_6_35_3(t *testing.T) {
 }
 
 // Deliberately unimplemented commands fail with INVALID COMMAND OPERATION
-// CODE so that conformance suites skip them: EXTENDED COPY, RECEIVE COPY
-// RESULTS, SANITIZE, WRITE ATOMIC (16), FORMAT
+// CODE so that conformance suites skip them: EXTENDED COPY (LID4), RECEIVE
+// COPY RESULTS (FAILED SEGMENT DETAILS), SANITIZE, WRITE ATOMIC (16), FORMAT
 // UNIT, ... (UNMAP on a fully provisioned LU: TestProvisioningOpcodes).
 func TestUnsupportedCommands_SPC4_4_2_5(t *testing.T) {
 	lu := newTestLU(t)
 	n := newNexus(t, lu)
 	for _, c := range [][]byte{
-		{0x83}, {0x84},
+		{0x83, 0x01}, {0x84, 0x04},
 		{0x48}, {0x9E, 0x13}, {0x9C}, {0x04}, {0xA3, 0x0A}, {0xA3, 0x0D},
 		{0x1D}, {0x4D}, {0xFF},
 	} {

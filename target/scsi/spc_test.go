@@ -98,7 +98,7 @@ func TestInquiryStandard_SPC4_6_4_2(t *testing.T) {
 	if len(d) != 96 || int(d[4]) != len(d)-5 {
 		t.Fatalf("length %d, additional length %d", len(d), d[4])
 	}
-	if d[0] != 0 || d[1] != 0 || d[2] != 6 || d[3] != 0x12 || d[5] != 0 || d[7] != 0x02 {
+	if d[0] != 0 || d[1] != 0 || d[2] != 6 || d[3] != 0x12 || d[5] != 0x08 || d[7] != 0x02 {
 		t.Fatalf("bytes 0-7: % x", d[:8])
 	}
 	if string(d[8:16]) != "ACME    " || string(d[16:32]) != "Volume          " || string(d[32:36]) != "42  " {
