@@ -32,8 +32,9 @@
 // WRITE, VERIFY, WRITE AND VERIFY, SYNCHRONIZE CACHE, ...) the LU implements
 // PRE-FETCH (10)/(16) (GOOD: there is no cache to load), GET LBA STATUS,
 // ORWRITE (16), COMPARE AND WRITE (caw.go, VMware's ATS), WRITE SAME
-// (10)/(16), READ DEFECT DATA (10)/(12) (empty lists) and SPC-2
-// RESERVE/RELEASE (6)/(10).
+// (10)/(16), EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (xcopy.go,
+// VMware's full copy, between the LUs of one Target), READ DEFECT DATA
+// (10)/(12) (empty lists) and SPC-2 RESERVE/RELEASE (6)/(10).
 //
 // # Logical block provisioning
 //
@@ -46,7 +47,7 @@
 // fully provisioned: UNMAP is an unsupported operation code there and GET
 // LBA STATUS reports every block mapped.
 //
-// Unsupported commands (EXTENDED COPY, RECEIVE COPY RESULTS, SANITIZE, WRITE
+// Unsupported commands (EXTENDED COPY (LID4), SANITIZE, WRITE
 // ATOMIC, ...) fail with INVALID COMMAND OPERATION CODE, which conformance
 // suites such as libiscsi's treat as "not implemented". REPORT SUPPORTED OPERATION CODES lists exactly the commands
 // the LU supports, and its CDB usage data is the mask Decode uses to reject

@@ -46,6 +46,10 @@ func FuzzDecodeExecute(f *testing.F) {
 	}
 	n := &Nexus{InitiatorName: "iqn.fuzz", TargetName: tgt.Name(), TPGT: 1}
 	tgt.Attach(n)
+	xcopy, xparams := xcopyList(1, listIDHold, []*LU{lu}, xcopySeg{blocks: 4, srcLBA: 0, dstLBA: 6}, xcopySeg{blocks: 8, srcLBA: 2, dstLBA: 4})
+	f.Add(xcopy, xparams, uint32(len(xparams)), byte(0))
+	f.Add(cdbReceiveCopyResults(saCopyStatus, 1, 64), []byte{}, uint32(64), byte(0))
+	f.Add(cdbReceiveCopyResults(saOperatingParams, 0, 64), []byte{}, uint32(64), byte(0))
 
 	f.Fuzz(func(t *testing.T, cdb []byte, data []byte, edtl uint32, ops byte) {
 		target := tgt.LU(0)
