@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -469,8 +470,25 @@ func (c *conn) exec(t *task) {
 		}
 	}
 	t.resp = t.lu.Execute(c.ctx, c.sess.nexus, &t.cmd, data)
+	if len(t.resp.Abort) > 0 {
+		c.abortPreempted(t)
+	}
 	c.finishExec(t)
 	c.sendTask(t)
+}
+
+// abortPreempted aborts, for PREEMPT AND ABORT (scsi.Response.Abort), the
+// commands of the preempted I_T nexuses for t's LUN, other than t, and
+// waits until none of them runs, before t's status is sent. Aborted
+// commands end without a response (TAS=0).
+func (c *conn) abortPreempted(t *task) {
+	lun := lunNumber(t.lunField)
+	for _, s := range c.srv.sessionsOf(c.sess.tgt) {
+		if slices.Contains(t.resp.Abort, s.nexus) {
+			s.abortMatching(func(x *task) bool { return x != t && lunNumber(x.lunField) == lun })
+		}
+	}
+	t.resp.Abort = nil
 }
 
 func (c *conn) finishExec(t *task) {

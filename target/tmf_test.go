@@ -2,6 +2,7 @@ package target
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -304,5 +305,70 @@ func TestSlowInlineCommandDoesNotBlockReading(t *testing.T) {
 		if r, err := i.command(0, write10(uint32(100+k), 1), 512, pattern(512, byte(k)), false); err != nil || r.status != 0 {
 			t.Fatalf("write %d after the hand-off: %v status %d", k, err, r.status)
 		}
+	}
+}
+
+// PERSISTENT RESERVE OUT with PREEMPT AND ABORT, as fence_scsi fences a
+// node: the preempted session's write that is in the device when the
+// preemption arrives is aborted (it gets no response) and has ended before
+// the preempting command's GOOD status; the preempted session then sees
+// REGISTRATIONS PREEMPTED and its writes conflict.
+func TestPreemptAndAbortAcrossSessions(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.loggedInISID(t, nil, 1)
+	b := ts.loggedInISID(t, nil, 2)
+	clearUA(t, a)
+	clearUA(t, b)
+	prout := func(i *ini, sa, typ byte, key, saKey uint64) (scsiResult, error) {
+		p := make([]byte, 24)
+		binary.BigEndian.PutUint64(p[0:8], key)
+		binary.BigEndian.PutUint64(p[8:16], saKey)
+		return i.command(0, []byte{0x5F, sa, typ, 0, 0, 0, 0, 0, 24, 0}, 24, p, false)
+	}
+	const weRegsOnly = 0x5 // WRITE EXCLUSIVE, REGISTRANTS ONLY
+	for _, step := range []struct {
+		i        *ini
+		sa, typ  byte
+		key, sak uint64
+	}{{a, 0x00, 0, 0, 0xA}, {b, 0x00, 0, 0, 0xB}, {b, 0x01, weRegsOnly, 0xB, 0}} {
+		if r, err := prout(step.i, step.sa, step.typ, step.key, step.sak); err != nil || r.status != 0 {
+			t.Fatalf("PERSISTENT RESERVE OUT %#x: status %#x sense % x (%v)", step.sa, r.status, r.sense, err)
+		}
+	}
+	started, release := blockWrites(ts, 77*512)
+	sendWrite(t, b, 77, 7)
+	<-started
+	type result struct {
+		r   scsiResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := prout(a, 0x05, weRegsOnly, 0xA, 0xB)
+		done <- result{r, err}
+	}()
+	waitAborted(t, ts)
+	select {
+	case <-done:
+		t.Fatal("PREEMPT AND ABORT completed while the preempted write was still in the device")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if res := <-done; res.err != nil || res.r.status != 0 {
+		t.Fatalf("PREEMPT AND ABORT: status %#x sense % x (%v)", res.r.status, res.r.sense, res.err)
+	}
+	ts.faulty.SetFault(nil)
+	// The aborted write never answers: b's next response is its TEST UNIT
+	// READY's, with the unit attention.
+	r, err := b.command(0, []byte{0, 0, 0, 0, 0, 0}, 0, nil, false)
+	if err != nil || r.status != 2 || len(r.sense) < 14 || r.sense[2]&0xf != 6 || r.sense[12] != 0x2A || r.sense[13] != 0x05 {
+		t.Fatalf("preempted session: want UNIT ATTENTION 2Ah/05h, got status %#x sense % x (%v)", r.status, r.sense, err)
+	}
+	w := []byte{0x2A, 0, 0, 0, 0, 78, 0, 0, 1, 0}
+	if r, err := b.command(0, w, 512, pattern(512, 1), false); err != nil || r.status != 0x18 {
+		t.Fatalf("preempted session's write: status %#x (%v), want RESERVATION CONFLICT", r.status, err)
+	}
+	if r, err := a.command(0, w, 512, pattern(512, 1), false); err != nil || r.status != 0 {
+		t.Fatalf("holder's write: status %#x (%v)", r.status, err)
 	}
 }

@@ -241,6 +241,8 @@ var opTable = [...]opInfo{
 		usage: [16]byte{0x5F, proutClear, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{2: 0xFF, 9: ctlIgnore}},
 	{name: "PERSISTENT RESERVE OUT(PREEMPT)", op: opPROut, sa: proutPreempt, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
 		usage: [16]byte{0x5F, proutPreempt, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
+	{name: "PERSISTENT RESERVE OUT(PREEMPT AND ABORT)", op: opPROut, sa: proutPreemptAbort, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
+		usage: [16]byte{0x5F, proutPreemptAbort, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{9: ctlIgnore}},
 	{name: "PERSISTENT RESERVE OUT(REGISTER AND IGNORE EXISTING KEY)", op: opPROut, sa: proutRegisterIgnore, hasSA: true, kind: kPROut, cdbLen: 10, timeout: 10,
 		usage: [16]byte{0x5F, proutRegisterIgnore, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, ignore: [16]byte{2: 0xFF, 9: ctlIgnore}},
 	// SPC-4 "EXTENDED COPY (LID1)" and "RECEIVE COPY RESULTS" (xcopy.go).

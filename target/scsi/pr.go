@@ -15,11 +15,12 @@ import "slices"
 //
 // Supported: READ KEYS, READ RESERVATION, REPORT CAPABILITIES and READ FULL
 // STATUS; REGISTER, REGISTER AND IGNORE EXISTING KEY, RESERVE, RELEASE,
-// CLEAR and PREEMPT; the six reservation types, LU scope only. Not
-// supported (REPORT CAPABILITIES says so): persistence through power loss
-// (APTPL), registration of other or all target ports (SPEC_I_PT,
-// ALL_TG_PT), PREEMPT AND ABORT, REGISTER AND MOVE and REPLACE LOST
-// RESERVATION. Registrations survive I_T nexus loss and resets, as SPC-4
+// CLEAR, PREEMPT and PREEMPT AND ABORT (fence_scsi's fencing: the
+// transport aborts the preempted nexuses' commands before the status, see
+// Response.Abort); the six reservation types, LU scope only. Not supported
+// (REPORT CAPABILITIES says so): persistence through power loss (APTPL),
+// registration of other or all target ports (SPEC_I_PT, ALL_TG_PT),
+// REGISTER AND MOVE and REPLACE LOST RESERVATION. Registrations survive I_T nexus loss and resets, as SPC-4
 // requires, but not a restart of the daemon or a failover yet: the state is
 // kept in memory on the serving node.
 //
@@ -166,6 +167,7 @@ const (
 	proutRelease        = 0x02
 	proutClear          = 0x03
 	proutPreempt        = 0x04
+	proutPreemptAbort   = 0x05
 	proutRegisterIgnore = 0x06
 
 	prinReadKeys        = 0x00
@@ -195,6 +197,9 @@ type prOutcome struct {
 	conflict bool     // RESERVATION CONFLICT
 	err      senseErr // CHECK CONDITION (when set)
 	uas      []prUA
+	// preempted lists the I_T nexuses whose registrations PREEMPT (AND
+	// ABORT) removed.
+	preempted []nexusKey
 }
 
 // Unit attentions of persistent reservations (SPC-4 "PERSISTENT RESERVE OUT
@@ -270,7 +275,7 @@ func (s prState) step(req prOut) (prState, prOutcome) {
 	case proutClear:
 		n := prState{generation: s.generation + 1}
 		return n, prOutcome{uas: s.uaAllBut(req.from, ascReservationsPreempted, nil)}
-	case proutPreempt:
+	case proutPreempt, proutPreemptAbort:
 		return s.preempt(req)
 	}
 	return s, prOutcome{err: invalidCDB(1, 4)}
@@ -326,6 +331,7 @@ func (s prState) preempt(req prOut) (prState, prOutcome) {
 	for _, k := range removed {
 		out.uas = append(out.uas, prUA{nexus: k, asc: ascRegistrationsPreempted})
 	}
+	out.preempted = removed
 	return n, out
 }
 

@@ -214,12 +214,17 @@ func TestPersistentReserve_SPC4(t *testing.T) {
 		expectInvalidParam(t, run(t, lu, a, c, p), 20, bit)
 	}
 	expectInvalidCDB(t, run(t, lu, a, cdbPRIn(0x04, 100), nil), 1, 4)
-	c, p = cdbPROut(0x05, prWriteExclusive, 0xA, 0xB) // PREEMPT AND ABORT
+	c, p = cdbPROut(0x07, 0, 0xA, 0xB) // REGISTER AND MOVE
 	expectInvalidCDB(t, run(t, lu, a, c, p), 1, 4)
 
-	// Preempted: b loses its registration and sees REGISTRATIONS
-	// PREEMPTED; registrations survive the loss of the I_T nexus.
-	expectGood(t, prout(a, proutPreempt, prExclusiveAccess, 0xA, 0xB))
+	// Preempted and aborted: b loses its registration and sees
+	// REGISTRATIONS PREEMPTED, and the transport is told to abort b's
+	// commands; registrations survive the loss of the I_T nexus.
+	r = prout(a, proutPreemptAbort, prExclusiveAccess, 0xA, 0xB)
+	expectGood(t, r)
+	if len(r.Abort) != 1 || r.Abort[0] != b {
+		t.Fatalf("PREEMPT AND ABORT: abort %v, want b's nexus", r.Abort)
+	}
 	expectSense(t, run(t, lu, b, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascRegistrationsPreempted)
 	lu.Detach(a)
 	lu.Reset(nil)

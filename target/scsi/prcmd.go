@@ -3,6 +3,7 @@ package scsi
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // PERSISTENT RESERVE IN and OUT commands (pr.go has the state machine).
@@ -26,7 +27,7 @@ func decodePRIn(c Command, cdb []byte) Command {
 func decodePROut(c Command, cdb []byte) Command {
 	c.prSA = cdb[1] & 0x1F
 	switch c.prSA {
-	case proutReserve, proutRelease, proutPreempt:
+	case proutReserve, proutRelease, proutPreempt, proutPreemptAbort:
 		if cdb[2]>>4 != 0 {
 			return failedCmd(c.Op, invalidCDB(2, 7))
 		}
@@ -79,10 +80,18 @@ func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
 		cur = *p
 	}
 	nxt, out := cur.step(req)
+	var abort []*Nexus
 	if !out.conflict && !out.err.failed() {
 		lu.pr.Store(&nxt)
 		for _, ua := range out.uas {
 			lu.establishForLocked(ua.nexus, ua.asc)
+		}
+		if req.sa == proutPreemptAbort {
+			for an := range lu.mu.itls {
+				if slices.Contains(out.preempted, an.key()) {
+					abort = append(abort, an)
+				}
+			}
 		}
 	}
 	lu.mu.Unlock()
@@ -92,7 +101,7 @@ func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
 	case out.err.failed():
 		return lu.fail(out.err)
 	}
-	return Response{Status: StatusGood}
+	return Response{Status: StatusGood, Abort: abort}
 }
 
 // establishForLocked establishes unit attention a for the I_T nexus k, on

@@ -23,6 +23,13 @@ type Response struct {
 	// transport computes residuals from it and the expected data transfer
 	// length.
 	DataLen int
+	// Abort lists, for PERSISTENT RESERVE OUT with PREEMPT AND ABORT, the
+	// I_T nexuses whose registrations were preempted: before it sends
+	// this response the transport aborts their commands for this LU
+	// (except this command) and waits until none is running, so that
+	// none of them can change the medium after the preemption completes
+	// (SPC-4 "preempting and aborting"). Nil for every other command.
+	Abort []*Nexus
 }
 
 // SenseData returns the valid part of r.Sense.
