@@ -12,12 +12,13 @@ const (
 	vpdSerial          = 0x80 // SPC-4 "Unit Serial Number VPD page"
 	vpdDeviceID        = 0x83 // SPC-4 "Device Identification VPD page"
 	vpdExtendedInquiry = 0x86 // SPC-4 "Extended INQUIRY Data VPD page"
+	vpdThirdPartyCopy  = 0x8F // SPC-4 "Third-party Copy VPD page" (xcopy.go)
 	vpdBlockLimits     = 0xB0 // SBC-3 "Block Limits VPD page"
 	vpdBlockDevChars   = 0xB1 // SBC-3 "Block Device Characteristics VPD page"
 	vpdLBProvisioning  = 0xB2 // SBC-3 "Logical Block Provisioning VPD page"
 )
 
-var vpdPages = [...]byte{vpdSupported, vpdSerial, vpdDeviceID, vpdExtendedInquiry,
+var vpdPages = [...]byte{vpdSupported, vpdSerial, vpdDeviceID, vpdExtendedInquiry, vpdThirdPartyCopy,
 	vpdBlockLimits, vpdBlockDevChars, vpdLBProvisioning}
 
 func (lu *LU) hasVPD(p byte) bool {
@@ -104,6 +105,8 @@ func (lu *LU) execInquiry(n *Nexus, cmd *Command, data []byte) Response {
 		b[6] = 0x01      // V_SUP: a volatile write cache exists (WCE)
 		b[7] = 0x01      // LUICLR: UAs are per I_T_L nexus (SAM-5 "unit attention condition")
 		b[13] = SenseMax // MAXIMUM SUPPORTED SENSE DATA LENGTH
+	case vpdThirdPartyCopy:
+		b = lu.vpdThirdPartyCopy()
 	case vpdBlockLimits:
 		b = vpdHeader(0x00, vpdBlockLimits, 0x3C)
 		// WSNZ=0: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 writes to

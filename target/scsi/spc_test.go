@@ -146,7 +146,7 @@ func TestInquiryVPDPages_SPC4_7_8(t *testing.T) {
 	lu := newTestLU(t)
 	n := newNexus(t, lu)
 	sup := vpd(t, lu, n, vpdSupported)[4:]
-	if !bytes.Equal(sup, []byte{0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1, 0xB2}) {
+	if !bytes.Equal(sup, []byte{0x00, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1, 0xB2}) {
 		t.Fatalf("supported pages % x", sup)
 	}
 	for _, p := range sup {

@@ -428,6 +428,60 @@ func (lu *LU) execReceiveCopyResults(it *itl, cmd *Command, data []byte) Respons
 	return dataIn(cmd, b[:], data)
 }
 
+// vpdThirdPartyCopy returns VPD page 8Fh (SPC-4 "Third-party Copy VPD
+// page") with the descriptors SPC-4 requires of an EXTENDED COPY (LID1)
+// copy manager, in ascending order of type: Supported Commands (from
+// opTable, as REPORT SUPPORTED OPERATION CODES), Parameter Data, Supported
+// Descriptors, Supported CSCD IDs (none beyond 0..MAXIMUM CSCD DESCRIPTOR
+// COUNT-1) and General Copy Operations, with the limits OPERATING
+// PARAMETERS reports. Every descriptor is padded to a multiple of 4 bytes.
+func (lu *LU) vpdThirdPartyCopy() []byte {
+	b := []byte{0x00, vpdThirdPartyCopy, 0, 0}
+	desc := func(typ uint16, body []byte) {
+		body = append(body, make([]byte, (4-len(body)%4)%4)...)
+		b = binary.BigEndian.AppendUint16(b, typ)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(body)))
+		b = append(b, body...)
+	}
+	// 0001h Supported Commands: operation code, service action count, the
+	// service actions.
+	cmds := []byte{0}
+	for _, op := range []byte{opExtendedCopy, opReceiveCopyResults} {
+		cmds = append(cmds, op, 0)
+		k := len(cmds) - 1
+		for i := range opTable {
+			if opTable[i].op == op {
+				cmds = append(cmds, opTable[i].sa)
+				cmds[k]++
+			}
+		}
+	}
+	cmds[0] = byte(len(cmds) - 1)
+	desc(0x0001, cmds)
+	// 0004h Parameter Data.
+	p := make([]byte, 28)
+	binary.BigEndian.PutUint16(p[4:6], xcopyMaxCSCDs)
+	binary.BigEndian.PutUint16(p[6:8], xcopyMaxSegments)
+	binary.BigEndian.PutUint32(p[8:12], xcopyMaxDescLen)
+	desc(0x0004, p) // MAXIMUM INLINE DATA LENGTH 0
+	// 0008h Supported Descriptors, 000Ch Supported CSCD IDs (an empty list).
+	desc(0x0008, []byte{2, segTypeB2B, cscdTypeIdent})
+	desc(0x000C, []byte{0, 0})
+	// 8001h General Copy Operations.
+	g := make([]byte, 32)
+	binary.BigEndian.PutUint32(g[0:4], maxHeldCopies) // TOTAL CONCURRENT COPIES
+	binary.BigEndian.PutUint32(g[4:8], maxHeldCopies) // MAXIMUM IDENTIFIED CONCURRENT COPIES
+	binary.BigEndian.PutUint32(g[8:12], lu.maxSegmentBytes())
+	g[12] = byte(bits.TrailingZeros(uint(lu.bs))) // DATA SEGMENT GRANULARITY (log2)
+	desc(0x8001, g)
+	binary.BigEndian.PutUint16(b[2:4], uint16(len(b)-4))
+	return b
+}
+
+// maxSegmentBytes is MAXIMUM SEGMENT LENGTH: the most one block to block
+// segment descriptor can name (65535 blocks).
+func (lu *LU) maxSegmentBytes() uint32 { return uint32(0xFFFF * lu.bs) }
+
 // copyOperatingParams returns the OPERATING PARAMETERS data (SPC-4
 // "RECEIVE COPY RESULTS with OPERATING PARAMETERS service action").
 func (lu *LU) copyOperatingParams() []byte {
@@ -437,7 +491,7 @@ func (lu *LU) copyOperatingParams() []byte {
 	binary.BigEndian.PutUint16(b[8:10], xcopyMaxCSCDs)
 	binary.BigEndian.PutUint16(b[10:12], xcopyMaxSegments)
 	binary.BigEndian.PutUint32(b[12:16], xcopyMaxDescLen)
-	binary.BigEndian.PutUint32(b[16:20], uint32(0xFFFF*lu.bs)) // MAXIMUM SEGMENT LENGTH
+	binary.BigEndian.PutUint32(b[16:20], lu.maxSegmentBytes())
 	// MAXIMUM INLINE DATA LENGTH, HELD DATA LIMIT, MAXIMUM STREAM DEVICE
 	// TRANSFER SIZE: 0, no inline data, no held data, no streams.
 	binary.BigEndian.PutUint16(b[34:36], maxHeldCopies) // TOTAL CONCURRENT COPIES

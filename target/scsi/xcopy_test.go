@@ -279,3 +279,37 @@ func TestExtendedCopyAccess_SPC4(t *testing.T) {
 	expectGood(t, run(t, ro, other, cdb6(opRelease6), nil))
 	expectGood(t, run(t, a, n, cdb, p))
 }
+
+// SPC-4 "Third-party Copy VPD page": the descriptors an EXTENDED COPY
+// (LID1) copy manager must report, each a multiple of 4 bytes, in
+// ascending order, with the limits OPERATING PARAMETERS reports.
+func TestThirdPartyCopyVPD_SPC4(t *testing.T) {
+	lu := newTestLU(t)
+	n := newNexus(t, lu)
+	p := vpd(t, lu, n, vpdThirdPartyCopy)
+	want := []byte{
+		0x00, 0x8F, 0x00, 0x60,
+		// Supported Commands: 83h {00h}, 84h {00h, 03h}.
+		0x00, 0x01, 0x00, 0x08, 0x07, 0x83, 0x01, 0x00, 0x84, 0x02, 0x00, 0x03,
+		// Parameter Data: 8 CSCDs, 16 segments, 1024 bytes, no inline data.
+		0x00, 0x04, 0x00, 0x1C, 0, 0, 0, 0, 0x00, 0x08, 0x00, 0x10, 0x00, 0x00, 0x04, 0x00, 0, 0, 0, 0,
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		// Supported Descriptors: 02h, E4h.
+		0x00, 0x08, 0x00, 0x04, 0x02, 0x02, 0xE4, 0x00,
+		// Supported CSCD IDs: none beyond the descriptor indexes.
+		0x00, 0x0C, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,
+		// General Copy Operations: 16 copies, segments of 65535 blocks of
+		// 512 bytes, granularity 2^9.
+		0x80, 0x01, 0x00, 0x20, 0, 0, 0, 0x10, 0, 0, 0, 0x10, 0x01, 0xFF, 0xFE, 0x00, 0x09, 0,
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	}
+	if !bytes.Equal(p, want) {
+		t.Fatalf("page 8Fh:\n got % x\nwant % x", p, want)
+	}
+	// The 3PC bit in the standard INQUIRY data announces it.
+	r, d := runData(t, lu, n, cdb6(opInquiry, 0, 0, 0, 36), nil)
+	expectGood(t, r)
+	if d[5]&0x08 == 0 {
+		t.Fatal("3PC is 0")
+	}
+}
