@@ -162,6 +162,12 @@ func checkIO(p []byte, off, size int64, bmask int64) error {
 	return nil
 }
 
+// CheckRange validates a discard of [off, off+n) like CheckIO does a
+// transfer.
+func CheckRange(off, n, size int64, blockSize int) error {
+	return checkRange(off, n, size, int64(blockSize-1))
+}
+
 // checkRange validates a discard range.
 func checkRange(off, n, size int64, bmask int64) error {
 	if off < 0 || n < 0 || off > size-n {

@@ -203,8 +203,9 @@ type LUN struct {
 	// shows an image file's holes. Set false to report the LUN fully
 	// provisioned and refuse UNMAP, for example on a block device without
 	// discard support, where deallocating means writing zeros, or to keep
-	// an image file's space reserved. Encrypted and replicated LUNs are
-	// always fully provisioned, and true is an error there.
+	// an image file's space reserved. On a replicated LUN both nodes
+	// deallocate. Encrypted LUNs are always fully provisioned (holes would
+	// show where the data is), and true is an error there.
 	ThinProvisioning *bool `yaml:"thin_provisioning"`
 	// Encryption, when present, marks the LUN as encrypted at rest: path
 	// holds a LUKS2 volume (made by `hastorctl format` or by cryptsetup
@@ -240,9 +241,9 @@ type Encryption struct {
 
 // Thin reports whether l is thin provisioned where its device can
 // deallocate: ThinProvisioning, true when not set, and false for encrypted
-// and replicated LUNs.
+// LUNs.
 func (l *LUN) Thin() bool {
-	return (l.ThinProvisioning == nil || *l.ThinProvisioning) && l.Encryption == nil && l.Replication == nil
+	return (l.ThinProvisioning == nil || *l.ThinProvisioning) && l.Encryption == nil
 }
 
 // Encrypted reports whether l is an encrypted LUN.

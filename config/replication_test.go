@@ -107,7 +107,6 @@ func TestReplicationProblems(t *testing.T) {
 		{"bad policy", `secret: "a-long-shared-secret"`, "secret: \"a-long-shared-secret\"\n          split_brain: coin-toss", "must be disconnect"},
 		{"timeout range", `secret: "a-long-shared-secret"`, "secret: \"a-long-shared-secret\"\n          timeout: 2m", "must be 100ms..1m0s"},
 		{"read only", "size: 1GiB\n", "size: 1GiB\n        read_only: true\n", "cannot be replicated"},
-		{"thin", "size: 1GiB\n", "size: 1GiB\n        thin_provisioning: true\n", "always fully provisioned"},
 		{"bad node name", "  - name: alpha\n", "  - name: Alpha_1\n", "must be 1..63 characters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

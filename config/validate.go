@@ -572,13 +572,8 @@ func (v *validator) checkLUN(cfg *Config, l *LUN, path string, volumes map[strin
 		}
 	}
 
-	if tp := path + ".thin_provisioning"; l.ThinProvisioning != nil && *l.ThinProvisioning {
-		switch {
-		case l.Encryption != nil:
-			v.addf(tp, "an encrypted LUN is always fully provisioned (deallocated blocks would show where data is); remove thin_provisioning or set it to false")
-		case l.Replication != nil:
-			v.addf(tp, "a replicated LUN is always fully provisioned; remove thin_provisioning or set it to false")
-		}
+	if l.ThinProvisioning != nil && *l.ThinProvisioning && l.Encryption != nil {
+		v.addf(path+".thin_provisioning", "an encrypted LUN is always fully provisioned (deallocated blocks would show where data is); remove thin_provisioning or set it to false")
 	}
 
 	pp := path + ".path"

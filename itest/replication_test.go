@@ -241,7 +241,8 @@ func writePattern(ctx context.Context, t *testing.T, s *initiator.Session, first
 
 // TestReplicationFirstFullSync: a new resource is made primary with
 // --force on alpha, written to while beta is down, and then beta's first
-// full sync makes both data areas identical (compared by hash).
+// full sync makes both data areas identical (compared by hash), also after
+// replicated writes and an UNMAP that both nodes carry out.
 func TestReplicationFirstFullSync(t *testing.T) {
 	c := newReplCluster(t, "C", "64MiB", "")
 	c.start(0)
@@ -254,7 +255,20 @@ func TestReplicationFirstFullSync(t *testing.T) {
 	st := c.waitFor(0, "the full sync to finish", inSync)
 	c.waitFor(1, "beta UpToDate", inSync)
 	writePattern(ctx, t, s, 2048, 1024, 0xA5) // replicated writes
+	// A replicated UNMAP: both nodes punch the range out of their images.
+	used := [2]int64{allocated(t, c.image(0)), allocated(t, c.image(1))}
+	if err := unmap(ctx, s, 0, 2560, 256); err != nil {
+		t.Fatalf("UNMAP on the replicated LUN: %v", err)
+	}
+	if got := getLBAStatus(ctx, t, s, 0, 2560); len(got) == 0 || got[0] != (lbaRun{2560, 256, true}) {
+		t.Fatalf("GET LBA STATUS after the UNMAP: %+v", got)
+	}
 	c.waitFor(0, "no pending requests", func(st *control.ReplicationStatus) bool { return st.Counters.Pending == 0 })
+	for i := range 2 {
+		if freed := used[i] - allocated(t, c.image(i)); freed < 1<<20 {
+			t.Errorf("%s: the UNMAP of 1 MiB freed %d bytes", c.names[i], freed)
+		}
+	}
 	size := c.lunSize(0)
 	c.daemon[0].Stop(t)
 	c.daemon[1].Stop(t)

@@ -8,7 +8,9 @@
 // replicating Device is a blockdev.Device: WriteAt returns when the write is
 // as durable as the resource's protocol promises (A: local disk and the send
 // queue; B: local disk and the peer received it; C: both disks), and
-// Flush/FUA reach the peer's disk before they return. On the secondary the
+// Flush/FUA reach the peer's disk before they return. Discard (UNMAP) is a
+// write of zeros that carries no data: each node deallocates the range. On
+// the secondary the
 // Device is not ready in the scsi.Medium sense, with the ALUA standby
 // sense, so initiators see a standby path rather than a lost device.
 //

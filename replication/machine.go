@@ -502,6 +502,16 @@ func (m *Machine) Submit(id ReqID, off, n int64, fua bool, data []byte) {
 	m.submit(o)
 }
 
+// SubmitDiscard starts an application discard: a write after which
+// [off, off+n) reads as zeros on both nodes, which each node carries out by
+// deallocating (or by writing zeros where its disk cannot). It is ordered,
+// logged and acknowledged like a write of zeros, with no data on the wire.
+func (m *Machine) SubmitDiscard(id ReqID, off, n int64) {
+	o := &op{id: id, kind: opWrite, off: off, n: n, zero: true}
+	o.first, o.end = meta.BlockRange(off, n)
+	m.submit(o)
+}
+
 // SubmitFlush starts an application flush (SYNCHRONIZE CACHE): it
 // completes when every write completed before it is durable locally and,
 // when connected, on the peer.
@@ -643,14 +653,17 @@ func (m *Machine) tryIssue(o *op, idx int) bool {
 		o.sent, o.session = true, m.session
 		kind := MsgWrite
 		var fl uint32
-		if o.kind == opFlush {
+		switch {
+		case o.kind == opFlush:
 			kind = MsgFlush
-		} else if o.fua {
+		case o.zero:
+			fl = FlagDiscard
+		case o.fua:
 			fl = FlagFUA
 		}
 		m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: kind, ID: uint64(o.id), Off: o.off, Len: o.n, Flags: fl},
 			Data: o.data, Copy: m.cfg.Protocol == ProtocolA && !o.fua, Req: o.id})
-		if o.kind == opWrite {
+		if o.kind == opWrite && !o.zero {
 			m.stats.Sent += uint64(o.n)
 		}
 	} else if o.kind == opWrite {

@@ -32,6 +32,17 @@ func (m *Machine) Receive(msg Msg, data []byte) (kept bool) {
 	case MsgResyncAck, MsgChecksumMiss:
 		m.resyncAck(msg)
 	case MsgWrite, MsgResyncData:
+		if msg.Type == MsgWrite && msg.Flags&FlagDiscard != 0 {
+			if len(data) != 0 || msg.Flags&FlagFUA != 0 {
+				m.closeSession(fmt.Errorf("%w: discard with %d bytes of data or FUA", ErrBadMessage, len(data)))
+				return false
+			}
+			m.queuePeer(&op{kind: opPeerWrite, peerID: msg.ID, off: msg.Off, n: msg.Len, zero: true})
+			if m.cfg.Protocol == ProtocolB {
+				m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgRecvAck, ID: msg.ID}})
+			}
+			break
+		}
 		if int64(len(data)) != msg.Len {
 			m.closeSession(fmt.Errorf("%w: write of %d bytes carries %d", ErrBadMessage, msg.Len, len(data)))
 			return false

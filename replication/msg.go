@@ -25,7 +25,7 @@ const (
 	MsgVerifyDone                      // verify finished on the source; Len = bytes found out of sync
 	MsgReadReply                       // [c] a read the detached primary asked for; Data holds the blocks
 	MsgNeedFull                        // the peer asks for a full resync (invalidate while connected)
-	MsgWrite                           // application write: Off, Len, Flags&FlagFUA; Data holds the blocks
+	MsgWrite                           // application write: Off, Len, Flags&FlagFUA; Data holds the blocks (none with FlagDiscard)
 	MsgFlush                           // barrier: flush after every earlier write
 	MsgBitmap                          // bitmap exchange: Data holds (first, end) block pairs, little-endian u64
 	MsgBitmapDone                      // end of the sender's bitmap
@@ -41,7 +41,8 @@ const (
 
 // Message flags.
 const (
-	FlagFUA uint32 = 1 << iota // MsgWrite: write with FUA, answer with MsgWriteAck once durable
+	FlagFUA     uint32 = 1 << iota // MsgWrite: write with FUA, answer with MsgWriteAck once durable
+	FlagDiscard                    // MsgWrite: no data; the range is to read as zeros (deallocate it)
 )
 
 // Msg is the decoded fixed part ("meta") of a message. Which fields count

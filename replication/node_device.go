@@ -18,6 +18,8 @@ type Device struct{ n *Node }
 var (
 	_ blockdev.Device    = (*Device)(nil)
 	_ blockdev.FUAWriter = (*Device)(nil)
+	_ blockdev.Discarder = (*Device)(nil)
+	_ blockdev.Mapper    = (*Device)(nil)
 	_ scsi.Medium        = (*Device)(nil)
 )
 
@@ -74,6 +76,34 @@ func (d *Device) WriteAt(p []byte, off int64) (int, error) { return d.n.write(p,
 // returns (FUA reaches the peer's disk whatever the protocol).
 func (d *Device) WriteAtFUA(p []byte, off int64) (int, error) { return d.n.write(p, off, true) }
 
+// Discard implements blockdev.Discarder: [off, off+n) reads as zeros on
+// both nodes when it returns, as a write of zeros would, as durable as the
+// protocol promises (Flush makes it durable). Each node deallocates the
+// range on its own disk, or writes zeros where the disk cannot; no data
+// crosses the link.
+func (d *Device) Discard(off, n int64) error {
+	if err := blockdev.CheckRange(off, n, d.n.size, checkBlock); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	_, err := d.n.submitWrite(off, n, func(m *Machine, id ReqID) { m.SubmitDiscard(id, off, n) },
+		func() error { return d.n.zero(off, n) })
+	return err
+}
+
+// Mapped implements blockdev.Mapper with the local disk's answer (an image
+// file's holes): on the primary it holds the data initiators see. The
+// peer's disk may differ in what is allocated, never in what it reads.
+func (d *Device) Mapped(off, n int64) (bool, int64, error) {
+	m, ok := d.n.data.(blockdev.Mapper)
+	if !ok || d.n.detached.Load() {
+		return true, min(n, d.n.size-off), nil
+	}
+	return m.Mapped(off, n)
+}
+
 // Flush makes every completed write durable locally and on the peer.
 func (d *Device) Flush() error {
 	if !d.n.primary.Load() {
@@ -123,10 +153,25 @@ func (n *Node) write(p []byte, off int64, fua bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	return n.submitWrite(off, int64(len(p)), func(m *Machine, id ReqID) { m.Submit(id, off, int64(len(p)), fua, p) },
+		func() (err error) {
+			if fua && n.fua != nil {
+				_, err = n.fua.WriteAtFUA(p, off)
+			} else if _, err = n.data.WriteAt(p, off); err == nil && fua {
+				err = n.data.Flush()
+			}
+			return err
+		})
+}
+
+// submitWrite runs one application write of size bytes through the
+// machine: submit hands it over, local does the local I/O once the machine
+// issues it, and submitWrite returns when the machine completes it.
+func (n *Node) submitWrite(off, size int64, submit func(m *Machine, id ReqID), local func() error) (int, error) {
 	r := n.newRequest()
 	n.step(func(m *Machine) {
 		n.mu.reqs[r.id] = r
-		m.Submit(r.id, off, int64(len(p)), fua, p)
+		submit(m, r.id)
 	})
 	select {
 	case <-r.issue:
@@ -135,21 +180,16 @@ func (n *Node) write(p []byte, off int64, fua bool) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		return len(p), nil
+		return int(size), nil
 	}
-	var err error
-	if fua && n.fua != nil {
-		_, err = n.fua.WriteAtFUA(p, off)
-	} else if _, err = n.data.WriteAt(p, off); err == nil && fua {
-		err = n.data.Flush()
-	}
+	err := local()
 	n.step(func(m *Machine) { m.LocalDone(r.id, err) })
 	err = <-r.done
 	n.finish(r)
 	if err != nil {
 		return 0, err
 	}
-	return len(p), nil
+	return int(size), nil
 }
 
 // finish waits, once r has completed, until the transport no longer

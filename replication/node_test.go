@@ -3,11 +3,13 @@ package replication
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -252,5 +254,76 @@ func TestNodeOnFilesInternalMeta(t *testing.T) {
 		if !bytes.Equal(a.B[:k], b.B[:k]) {
 			t.Fatalf("the data areas differ in the MiB at %d", off)
 		}
+	}
+}
+
+// TestNodeDiscardOnFiles: a discard on the primary's Device punches the
+// range out of both nodes' image files (each frees the space), reads as
+// zeros on both, and shows as a hole through Device.Mapped.
+func TestNodeDiscardOnFiles(t *testing.T) {
+	const size = 32 << 20
+	dir := t.TempDir()
+	var data, metas [2]blockdev.Device
+	var files [2]*blockdev.File
+	for i := range 2 {
+		f, err := blockdev.Open(filepath.Join(dir, string(rune('a'+i))), blockdev.Options{Size: size, Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		files[i], data[i] = f, f
+	}
+	nodes := runPair(t, ProtocolC, data, metas, 0)
+	waitNode(t, nodes[0], "the connection", func(st NodeStatus) bool { return st.Conn == Established })
+	if err := nodes[0].Promote(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	waitNode(t, nodes[0], "the full sync", synced)
+	dev := nodes[0].Device()
+	pool := blockdev.NewPool()
+	b := pool.Get(8 << 20)
+	for i := range b.B {
+		b.B[i] = byte(i%251 + 1)
+	}
+	if _, err := dev.WriteAt(b.B, 0); err != nil {
+		t.Fatal(err)
+	}
+	used := func(f *blockdev.File) int64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(f.Path(), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Blocks * 512
+	}
+	before := [2]int64{used(files[0]), used(files[1])}
+	if err := dev.Discard(2<<20, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitNode(t, nodes[0], "nothing pending", func(st NodeStatus) bool { return st.Pending == 0 && synced(st) })
+	for i, f := range files {
+		if freed := before[i] - used(f); freed < 4<<20 {
+			t.Errorf("node %d: the discard freed %d bytes of its image file", i, freed)
+		}
+		if _, err := f.ReadAt(b.B, 0); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range b.B {
+			want := byte(k%251 + 1)
+			if k >= 2<<20 && k < 6<<20 {
+				want = 0
+			}
+			if v != want {
+				t.Fatalf("node %d: byte %d is %#x after the discard, want %#x", i, k, v, want)
+			}
+		}
+	}
+	if mapped, run, err := dev.Mapped(2<<20, size); err != nil || mapped || run != 4<<20 {
+		t.Fatalf("Mapped(2 MiB) = %v, %d, %v; want a 4 MiB hole", mapped, run, err)
+	}
+	if err := dev.Discard(1, 512); !errors.Is(err, blockdev.ErrAlignment) {
+		t.Fatalf("unaligned discard: %v", err)
 	}
 }

@@ -383,7 +383,7 @@ func TestSimSplitBrainDetected(t *testing.T) {
 	}
 }
 
-// TestSimRandom drives random writes, cuts and reconnects under each
+// TestSimRandom drives random writes, discards, cuts and reconnects under each
 // protocol and checks after every reconnect that the disks are identical,
 // and that every acknowledged write is on the primary.
 func TestSimRandom(t *testing.T) {
@@ -407,6 +407,14 @@ func simRandom(t *testing.T, p Protocol, seed uint64) {
 			s.connect()
 			if !s.same() {
 				t.Fatalf("step %d: disks differ after reconnect", step)
+			}
+		case r < 16: // a discard of one to four blocks
+			blk, n := rng.Int64N(simSize/4096/4), rng.Int64N(4)+1
+			if err := s.discard(0, blk*4096, n*4096); err != nil {
+				t.Fatal(err)
+			}
+			for b := blk; b < blk+n; b++ {
+				model[b] = 0
 			}
 		default:
 			blk := rng.Int64N(simSize / 4096 / 4)
@@ -691,5 +699,61 @@ func TestSimResyncRate(t *testing.T) {
 	run(s, now, tick, false)
 	if st := s.status(0); st.Resync || st.PeerDisk != DiskUpToDate {
 		t.Fatalf("idle again, the resync did not finish: %+v", st)
+	}
+}
+
+// discard submits an application discard on node i and runs the
+// simulation; it returns the completion error.
+func (s *sim) discard(i int, off, n int64) error {
+	s.nextReq++
+	id := s.nextReq
+	nd := s.n[i]
+	d := make([]byte, 8+n) // the local I/O: zeros at off
+	for k := range 8 {
+		d[k] = byte(uint64(off) >> (8 * k))
+	}
+	nd.app[id] = d
+	nd.m.SubmitDiscard(id, off, n)
+	s.run()
+	err, ok := nd.done[id]
+	if !ok {
+		s.t.Fatalf("discard %d on %s did not complete", id, nd.name)
+	}
+	return err
+}
+
+// TestSimDiscard: a discard reaches the peer's disk as zeros under every
+// protocol, with no data on the wire; while disconnected it is marked out
+// of sync and the resync carries it.
+func TestSimDiscard(t *testing.T) {
+	for _, p := range []Protocol{ProtocolA, ProtocolB, ProtocolC} {
+		t.Run(p.String(), func(t *testing.T) {
+			s := connected(t, p)
+			if err := s.write(0, 0, 64<<10, 5); err != nil {
+				t.Fatal(err)
+			}
+			sent := s.status(0).Counters.Sent
+			if err := s.discard(0, 8<<10, 16<<10); err != nil {
+				t.Fatal(err)
+			}
+			if !s.same() || !bytes.Equal(s.n[1].disk[8<<10:24<<10], make([]byte, 16<<10)) || s.n[1].disk[24<<10] != 5 {
+				t.Fatal("the discard did not reach the peer as zeros")
+			}
+			if got := s.status(0).Counters.Sent; got != sent {
+				t.Fatalf("a discard sent %d bytes of data", got-sent)
+			}
+			s.cut()
+			s.run()
+			if err := s.discard(0, 32<<10, 8<<10); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.status(0).OutOfSync; got != 8<<10 {
+				t.Fatalf("out of sync after a discard while disconnected: %d, want %d", got, 8<<10)
+			}
+			s.connect()
+			if !s.same() || s.status(0).OutOfSync != 0 {
+				t.Fatalf("after the resync: same %v, status %+v", s.same(), s.status(0))
+			}
+		})
 	}
 }

@@ -20,7 +20,7 @@ var (
 )
 
 const (
-	protoVersion     = 1
+	protoVersion     = 2 // 2: MsgWrite may carry FlagDiscard (replication package)
 	handshakeTimeout = 5 * time.Second
 	maxName          = 255
 )

@@ -38,8 +38,8 @@
 //
 // # Logical block provisioning
 //
-// An LU whose device can deallocate (blockdev.Discarder: a file or block
-// device, not a replicated or encrypted volume) is thin provisioned
+// An LU whose device can deallocate (blockdev.Discarder: a file, a block
+// device or a replicated volume, not an encrypted one) is thin provisioned
 // (provisioning.go): LBPME and LBPRZ in READ CAPACITY (16), UNMAP, and WRITE
 // SAME (16) with UNMAP=1, both as durable as writes; GET LBA STATUS reports
 // deallocated runs where the device can tell (blockdev.Mapper: an image

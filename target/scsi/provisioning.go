@@ -20,8 +20,8 @@ import (
 // WRITE SAME (16) with UNMAP=1 and a zero block deallocates the range instead
 // of writing it. A deallocated block reads as zeros (the Discarder contract),
 // which is what LBPRZ=1 promises; a non-zero block is written (SBC-3 "WRITE
-// SAME command and unmap operations"). Other devices (a replicated or an
-// encrypted volume) are fully provisioned: UNMAP is an unsupported operation
+// SAME command and unmap operations"). Other devices (an encrypted
+// volume) are fully provisioned: UNMAP is an unsupported operation
 // code and WRITE SAME with UNMAP=1 is INVALID FIELD IN CDB.
 //
 // WRITE SAME (10) never unmaps (LBPWS10=0, UNMAP=1 is INVALID FIELD IN CDB):
