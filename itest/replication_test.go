@@ -9,8 +9,10 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -675,4 +677,82 @@ func writeTestPKI(t *testing.T, dir string, names ...string) (caFile, certFile, 
 		}
 	}
 	return caFile, certFile, keyFile
+}
+
+// loginAs logs in to node i's target as initiator name.
+func (c *replCluster) loginAs(ctx context.Context, i int, name string) *initiator.Session {
+	c.t.Helper()
+	nc, err := c.ns[i].DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(c.port))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s := initiator.New(nc)
+	c.t.Cleanup(func() { s.Close() })
+	if err := s.Login(ctx, initiator.Options{InitiatorName: name, TargetName: replIQN}); err != nil {
+		c.t.Fatalf("login to %s as %s: %v", c.names[i], name, err)
+	}
+	if err := s.WaitReady(ctx, 0); err != nil {
+		c.t.Fatalf("TEST UNIT READY on %s: %v", c.names[i], err)
+	}
+	return s
+}
+
+// persistentReserveOut sends PERSISTENT RESERVE OUT (SPC-4) and returns
+// its SCSI status.
+func persistentReserveOut(ctx context.Context, t *testing.T, s *initiator.Session, sa, typ byte, key, saKey uint64) byte {
+	t.Helper()
+	p := make([]byte, 24)
+	binary.BigEndian.PutUint64(p[0:8], key)
+	binary.BigEndian.PutUint64(p[8:16], saKey)
+	r, err := s.Do(ctx, 0, []byte{0x5F, sa, typ, 0, 0, 0, 0, 0, 24, 0}, p, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Status
+}
+
+// TestReplicationPersistentReservationsFailover: registrations and a
+// reservation made on alpha are enforced on beta after alpha is killed
+// and beta promoted, for the same I_T nexuses, before any of them acts on
+// beta: a WRITE EXCLUSIVE, REGISTRANTS ONLY reservation still keeps an
+// unregistered initiator from writing, and the holder keeps it.
+func TestReplicationPersistentReservationsFailover(t *testing.T) {
+	c := syncedCluster(t, "C", "16MiB")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := c.login(ctx, 0)
+	for _, step := range []struct {
+		sa, typ  byte
+		key, sak uint64
+	}{{0x00, 0, 0, 0xABC}, {0x01, 5, 0xABC, 0}} { // REGISTER, RESERVE (WRITE EXCLUSIVE, REGISTRANTS ONLY)
+		if st := persistentReserveOut(ctx, t, s, step.sa, step.typ, step.key, step.sak); st != 0 {
+			t.Fatalf("PERSISTENT RESERVE OUT %#x on alpha: status %#x", step.sa, st)
+		}
+	}
+	c.daemon[0].Kill()
+	c.waitFor(1, "beta to see alpha gone", func(st *control.ReplicationStatus) bool { return st.Connection != "Connected" })
+	c.ctl(1, "primary", "r0")
+
+	other := c.loginAs(ctx, 1, ini2)
+	r, err := other.Do(ctx, 0, []byte{0x5E, 0x01, 0, 0, 0, 0, 0, 0, 24, 0}, nil, 24) // READ RESERVATION
+	if err != nil || r.Err() != nil || len(r.Data) != 24 || binary.BigEndian.Uint64(r.Data[8:16]) != 0xABC || r.Data[21] != 5 {
+		t.Fatalf("READ RESERVATION on beta: %v % x", err, r.Data)
+	}
+	block := make([]byte, 4096)
+	err = other.Write16(ctx, 0, 0, block, 4096, false)
+	var se *initiator.SCSIError
+	if !errors.As(err, &se) || se.Status != initiator.StatusReservation {
+		t.Fatalf("write from an unregistered initiator on beta: %v, want RESERVATION CONFLICT", err)
+	}
+	holder := c.loginAs(ctx, 1, ini1)
+	if err := holder.Write16(ctx, 0, 0, block, 4096, false); err != nil {
+		t.Fatalf("write from the reservation holder on beta: %v", err)
+	}
+	// Changes on beta are its own: the holder releases, the other writes.
+	if st := persistentReserveOut(ctx, t, holder, 0x02, 5, 0xABC, 0); st != 0 {
+		t.Fatalf("RELEASE on beta: status %#x", st)
+	}
+	if err := other.Write16(ctx, 0, 0, block, 4096, false); err != nil {
+		t.Fatalf("write after the release: %v", err)
+	}
 }

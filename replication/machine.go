@@ -229,6 +229,13 @@ type Machine struct {
 	rs resync
 	vs verify
 
+	// pr is the persistent reservation state of the resource's LU
+	// (opaque): on the primary the latest one stored, on the secondary
+	// the latest one received. prWait holds the SubmitPR requests waiting
+	// for the peer's MsgPRAck, by the session they were sent in.
+	pr     []byte
+	prWait map[ReqID]uint64
+
 	stats Counters
 	out   Ready
 
@@ -290,7 +297,7 @@ func NewMachine(cfg MachineConfig, sb meta.Superblock, bm *meta.Bitmap, al *meta
 	if cfg.ResyncWindow <= 0 {
 		cfg.ResyncWindow = 32
 	}
-	m := &Machine{cfg: cfg, blocks: bm.Blocks(), sb: sb, bm: bm, al: al, ops: map[ReqID]*op{}, nextID: internalID, randUUID: cfg.RandUUID}
+	m := &Machine{cfg: cfg, blocks: bm.Blocks(), sb: sb, bm: bm, al: al, ops: map[ReqID]*op{}, prWait: map[ReqID]uint64{}, nextID: internalID, randUUID: cfg.RandUUID}
 	m.disk = DiskInconsistent
 	if sb.Flags&meta.FlagConsistent != 0 {
 		m.disk = DiskUpToDate
@@ -534,6 +541,37 @@ func (m *Machine) submit(o *op) {
 		m.rs.appActive = true
 	}
 	m.progress()
+}
+
+// SubmitPR stores state as the persistent reservation state of the
+// resource (the caller does not modify it afterwards). On the primary it
+// completes once the peer holds it too, or at once when no peer is
+// connected: the peer gets the latest state when it connects. The state is
+// kept in memory only, on both nodes.
+func (m *Machine) SubmitPR(id ReqID, state []byte) {
+	if m.role != Primary || m.demoting {
+		m.out.Complete = append(m.out.Complete, Completion{ID: id, Err: ErrNotPrimary})
+		return
+	}
+	m.pr = state
+	if !m.conn.replicating() {
+		m.out.Complete = append(m.out.Complete, Completion{ID: id})
+		return
+	}
+	m.prWait[id] = m.session
+	m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgPRState, ID: uint64(id)}, Data: state})
+}
+
+// PRState returns the persistent reservation state the machine holds
+// (see SubmitPR); the caller must not modify it.
+func (m *Machine) PRState() []byte { return m.pr }
+
+// sendPR gives a newly connected peer the primary's persistent reservation
+// state.
+func (m *Machine) sendPR() {
+	if m.role == Primary && m.pr != nil {
+		m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgPRState}, Data: m.pr})
+	}
 }
 
 // SubmitRead reads [off, off+len(p)) from the peer into p: the local disk
@@ -817,6 +855,12 @@ func (m *Machine) PeerDown(id uint64, err error) {
 	wasReplicating := m.conn.replicating()
 	m.sessionUp = false
 	m.lingerErr = nil
+	// Stored persistent reservation states the peer did not acknowledge
+	// complete: it gets the latest one when it connects again.
+	for rid := range m.prWait {
+		m.out.Complete = append(m.out.Complete, Completion{ID: rid})
+	}
+	clear(m.prWait)
 	// Every write the peer may lack is now out of sync.
 	for _, o := range m.ops {
 		if o.kind == opRead && !o.completed {

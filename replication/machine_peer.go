@@ -104,6 +104,22 @@ func (m *Machine) Receive(msg Msg, data []byte) (kept bool) {
 	case MsgMarkOOS:
 		first, end := meta.BlockRange(msg.Off, msg.Len)
 		m.bm.SetRange(first, end)
+	case MsgPRState:
+		if len(data) > maxPRState {
+			m.closeSession(fmt.Errorf("%w: persistent reservation state of %d bytes", ErrBadMessage, len(data)))
+			return false
+		}
+		if m.role != Primary {
+			m.pr = bytes.Clone(data)
+		}
+		if msg.ID != 0 {
+			m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgPRAck, ID: msg.ID}})
+		}
+	case MsgPRAck:
+		if s, ok := m.prWait[ReqID(msg.ID)]; ok && s == m.session {
+			delete(m.prWait, ReqID(msg.ID))
+			m.out.Complete = append(m.out.Complete, Completion{ID: ReqID(msg.ID)})
+		}
 	case MsgVerifyDone:
 		m.verifyDone(msg)
 	default:
@@ -207,9 +223,11 @@ func (m *Machine) decide() {
 			m.sb.Flags &^= meta.FlagCrashedPrimary
 			m.persistSB()
 		}
+		m.sendPR()
 		m.out.StateChanged = true
 		return
 	}
+	m.sendPR()
 	m.message = ""
 	m.rs = resync{active: true, source: d.Action.IsSource(), full: d.Action.IsFull(), started: m.now}
 	if m.rs.full {

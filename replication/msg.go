@@ -36,6 +36,8 @@ const (
 	MsgVerifyReq                       // verify: Data holds 8-byte digests of each 4 KiB block of the range
 	MsgMarkOOS                         // verify: mark Off, Len out of sync (found twice different)
 	MsgReadReq                         // the detached primary asks for blocks Off, Len
+	MsgPRState                         // the primary's persistent reservation state (Data; opaque); ID != 0 asks for MsgPRAck
+	MsgPRAck                           // [c] the secondary holds the state of MsgPRState ID
 	msgTypeEnd
 )
 
@@ -159,5 +161,8 @@ func decodeMsg(t MsgType, meta []byte) (Msg, error) {
 // verify) travels with the data; only answers, which name what they
 // answer, take the control channel.
 func (t MsgType) onData() bool {
-	return t >= MsgWrite || t == MsgState || t == MsgVerifyDone || t == MsgNeedFull
+	return t >= MsgWrite && t != MsgPRAck || t == MsgState || t == MsgVerifyDone || t == MsgNeedFull
 }
+
+// maxPRState bounds the persistent reservation state a message carries.
+const maxPRState = 1 << 20

@@ -80,12 +80,16 @@ type Node struct {
 
 	primary  atomic.Bool
 	detached atomic.Bool // the local disk failed: reads go to the peer
-	metaq    chan metaJob
-	work     chan LocalIO
-	wg       sync.WaitGroup
-	cancel   context.CancelFunc
-	closed   atomic.Bool
-	stop     chan struct{}
+	// prEpoch counts the times this node became primary: the LU reloads
+	// the persistent reservation state the peer handed over when it moves
+	// (scsi.PRStore). It moves before primary is set.
+	prEpoch atomic.Uint64
+	metaq   chan metaJob
+	work    chan LocalIO
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
+	closed  atomic.Bool
+	stop    chan struct{}
 }
 
 type metaJob struct {
@@ -276,7 +280,11 @@ func (n *Node) stepLocked(f func(m *Machine)) {
 	if rd.StateChanged {
 		changed = n.mu.changed
 		n.mu.changed = make(chan struct{})
-		n.primary.Store(n.mu.m.Role() == Primary && !n.mu.m.demoting)
+		isPrimary := n.mu.m.Role() == Primary && !n.mu.m.demoting
+		if isPrimary && !n.primary.Load() {
+			n.prEpoch.Add(1)
+		}
+		n.primary.Store(isPrimary)
 		n.detached.Store(n.mu.m.Disk() == DiskFailed)
 	}
 	dataLocked := false

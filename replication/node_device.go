@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -21,6 +22,7 @@ var (
 	_ blockdev.Discarder = (*Device)(nil)
 	_ blockdev.Mapper    = (*Device)(nil)
 	_ scsi.Medium        = (*Device)(nil)
+	_ scsi.PRStore       = (*Device)(nil)
 )
 
 // Device returns the node's replicated device.
@@ -90,6 +92,34 @@ func (d *Device) Discard(off, n int64) error {
 	}
 	_, err := d.n.submitWrite(off, n, func(m *Machine, id ReqID) { m.SubmitDiscard(id, off, n) },
 		func() error { return d.n.zero(off, n) })
+	return err
+}
+
+// PREpoch implements scsi.PRStore: it moves each time this node becomes
+// primary, before the Device is ready.
+func (d *Device) PREpoch() uint64 { return d.n.prEpoch.Load() }
+
+// LoadPR implements scsi.PRStore: the persistent reservation state this
+// node stored as primary or last received from the primary peer.
+func (d *Device) LoadPR() ([]byte, uint64) {
+	d.n.mu.Lock()
+	defer d.n.mu.Unlock()
+	return bytes.Clone(d.n.mu.m.PRState()), d.n.prEpoch.Load()
+}
+
+// SavePR implements scsi.PRStore: it returns once the connected peer holds
+// the state (at once when no peer is connected; the peer gets it when it
+// connects). The state lives in both nodes' memory, so it survives a
+// failover but not a restart of both.
+func (d *Device) SavePR(state []byte) error {
+	state = bytes.Clone(state)
+	r := d.n.newRequest()
+	d.n.step(func(m *Machine) {
+		d.n.mu.reqs[r.id] = r
+		m.SubmitPR(r.id, state)
+	})
+	err := <-r.done
+	d.n.finish(r)
 	return err
 }
 

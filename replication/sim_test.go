@@ -3,6 +3,7 @@ package replication
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -755,5 +756,82 @@ func TestSimDiscard(t *testing.T) {
 				t.Fatalf("after the resync: same %v, status %+v", s.same(), s.status(0))
 			}
 		})
+	}
+}
+
+// submitPR stores state as the persistent reservation state on node i
+// and runs the simulation; it returns the completion error.
+func (s *sim) submitPR(i int, state string) error {
+	s.nextReq++
+	id := s.nextReq
+	s.n[i].m.SubmitPR(id, []byte(state))
+	s.run()
+	err, ok := s.n[i].done[id]
+	if !ok {
+		s.t.Fatalf("SubmitPR %d on %s did not complete", id, s.n[i].name)
+	}
+	return err
+}
+
+// TestSimPRState: the primary's persistent reservation state reaches the
+// secondary before SubmitPR completes; while disconnected it completes at
+// once and the peer gets the latest state when it connects; after a
+// switchover the new primary holds it and hands its changes back.
+func TestSimPRState(t *testing.T) {
+	s := connected(t, ProtocolC)
+	if err := s.submitPR(0, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(s.n[1].m.PRState()); got != "s1" {
+		t.Fatalf("secondary holds %q, want s1", got)
+	}
+	if err := s.submitPR(1, "no"); !errors.Is(err, ErrNotPrimary) {
+		t.Fatalf("SubmitPR on the secondary: %v", err)
+	}
+	s.cut()
+	s.run()
+	if err := s.submitPR(0, "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(s.n[1].m.PRState()); got != "s1" {
+		t.Fatalf("disconnected secondary holds %q", got)
+	}
+	s.connect()
+	if got := string(s.n[1].m.PRState()); got != "s2" {
+		t.Fatalf("after reconnecting the secondary holds %q, want s2", got)
+	}
+	// Switchover: the new primary enforces what it received and sends
+	// its own changes.
+	if err := s.n[0].m.Demote(); err != nil {
+		t.Fatal(err)
+	}
+	s.run()
+	if err := s.n[1].m.Promote(false); err != nil {
+		t.Fatal(err)
+	}
+	s.run()
+	if got := string(s.n[1].m.PRState()); got != "s2" {
+		t.Fatalf("new primary holds %q, want s2", got)
+	}
+	if err := s.submitPR(1, "s3"); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(s.n[0].m.PRState()); got != "s3" {
+		t.Fatalf("old primary holds %q, want s3", got)
+	}
+	// A state waiting for its ack when the link goes completes.
+	s.hold = true
+	s.nextReq++
+	id := s.nextReq
+	s.n[1].m.SubmitPR(id, []byte("s4"))
+	s.run()
+	if _, done := s.n[1].done[id]; done {
+		t.Fatal("SubmitPR completed before the peer held the state")
+	}
+	s.hold = false
+	s.cut()
+	s.run()
+	if err, done := s.n[1].done[id]; !done || err != nil {
+		t.Fatalf("SubmitPR after the link went: done %v, err %v", done, err)
 	}
 }

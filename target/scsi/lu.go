@@ -181,6 +181,12 @@ type LU struct {
 	// pr is the persistent reservation state (pr.go), nil until the first
 	// PERSISTENT RESERVE OUT; read lock-free, replaced only under mu.
 	pr atomic.Pointer[prState]
+	// prStore keeps pr beyond the LU (nil: memory only); prEpoch is the
+	// store's epoch that pr was loaded from. prMu serializes PERSISTENT
+	// RESERVE OUT and reloads, so that each change is stored in order.
+	prStore PRStore
+	prEpoch atomic.Uint64
+	prMu    sync.Mutex
 
 	// stripes serializes read-modify-write commands (ORWRITE) against
 	// overlapping writes (stripes.go).
@@ -240,6 +246,9 @@ func NewLU(cfg LUConfig) (*LU, error) {
 	lu.maxUnmap = Blocks(maxUnmapBytes >> lu.bshift)
 	if m, ok := cfg.Dev.(Medium); ok {
 		lu.medium = m
+	}
+	if s, ok := cfg.Dev.(PRStore); ok {
+		lu.prStore = s
 	}
 	lu.initCommon()
 	lu.stdInquiry = lu.buildStdInquiry(0x00)
@@ -629,6 +638,9 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 			return lu.fail(errInvalidOpcode)
 		}
 		return lu.fail(cmd.err)
+	}
+	if lu.prStore != nil {
+		lu.syncPR()
 	}
 	if lu.reservationConflict(n, cmd) {
 		return Response{Status: StatusReservationConflict}

@@ -20,9 +20,13 @@ import "slices"
 // Response.Abort); the six reservation types, LU scope only. Not supported
 // (REPORT CAPABILITIES says so): persistence through power loss (APTPL),
 // registration of other or all target ports (SPEC_I_PT, ALL_TG_PT),
-// REGISTER AND MOVE and REPLACE LOST RESERVATION. Registrations survive I_T nexus loss and resets, as SPC-4
-// requires, but not a restart of the daemon or a failover yet: the state is
-// kept in memory on the serving node.
+// REGISTER AND MOVE and REPLACE LOST RESERVATION. Registrations survive I_T
+// nexus loss and resets, as SPC-4 requires. The state lives in memory; an LU
+// whose device is a PRStore (a replicated volume, prcodec.go) stores every
+// change there before GOOD and loads the stored state when the store's
+// epoch moves, so the reservations follow the volume to the peer node on a
+// failover. A restart of every node that held the state loses it, as a
+// power loss would.
 //
 // While registrations exist, SPC-2 RESERVE and RELEASE end with RESERVATION
 // CONFLICT (CRH=0).
@@ -362,6 +366,14 @@ func (s prState) unregister(i int) (prState, []prUA) {
 // release drops the reservation, keeping the registrations.
 func (s *prState) release() {
 	s.held, s.typ, s.holder = false, 0, nexusKey{}
+}
+
+// differs reports whether t is another state than s: every transition
+// changes the PRgeneration, the reservation or the number of
+// registrations.
+func (s *prState) differs(t *prState) bool {
+	return s.generation != t.generation || s.held != t.held || s.typ != t.typ ||
+		s.holder != t.holder || len(s.regs) != len(t.regs)
 }
 
 // clone returns a copy of s that shares nothing with it.

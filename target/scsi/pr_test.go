@@ -18,6 +18,11 @@ func TestPRStep_SPC4(t *testing.T) {
 		t.Helper()
 		before := s.clone()
 		n, out := s.step(req)
+		// Every state survives the encoding a PRStore keeps.
+		enc := encodePRState(&n)
+		if back, err := decodePRState(enc); err != nil || back.differs(&n) || !bytes.Equal(encodePRState(&back), enc) {
+			t.Fatalf("after %+v: the state does not survive encoding: %v", req, err)
+		}
 		if out.conflict || out.err.failed() {
 			if n.generation != before.generation || len(n.regs) != len(before.regs) || n.held != before.held {
 				t.Fatalf("refused %+v changed the state", req)

@@ -74,12 +74,28 @@ func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
 			return lu.fail(invalidParam(20, 0))
 		}
 	}
-	lu.mu.Lock()
+	if e := lu.prNotHere(); e.failed() {
+		return lu.fail(e)
+	}
+	lu.prMu.Lock()
+	defer lu.prMu.Unlock()
 	var cur prState
 	if p := lu.pr.Load(); p != nil {
 		cur = *p
 	}
 	nxt, out := cur.step(req)
+	if lu.prStore != nil && !out.conflict && !out.err.failed() && nxt.differs(&cur) {
+		if err := lu.prStore.SavePR(encodePRState(&nxt)); err != nil {
+			lu.log.Error("scsi: storing persistent reservations failed", "volume", lu.cfg.VolumeID, "err", err)
+			if lu.medium != nil {
+				if rerr := lu.medium.Ready(); rerr != nil {
+					return lu.fail(mediumSense(rerr))
+				}
+			}
+			return lu.fail(errInternal)
+		}
+	}
+	lu.mu.Lock()
 	var abort []*Nexus
 	if !out.conflict && !out.err.failed() {
 		lu.pr.Store(&nxt)
@@ -102,6 +118,20 @@ func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
 		return lu.fail(out.err)
 	}
 	return Response{Status: StatusGood, Abort: abort}
+}
+
+// prNotHere returns the Medium's NOT READY sense when the persistent
+// reservation state lives in a PRStore and the Medium is not ready: on a
+// replicated volume's secondary node the state this LU holds may be stale,
+// and changes must be made where the volume is primary.
+func (lu *LU) prNotHere() senseErr {
+	if lu.prStore == nil || lu.medium == nil {
+		return senseErr{}
+	}
+	if err := lu.medium.Ready(); err != nil {
+		return mediumSense(err)
+	}
+	return senseErr{}
 }
 
 // establishForLocked establishes unit attention a for the I_T nexus k, on
@@ -131,6 +161,9 @@ func (lu *LU) prSnapshot() prState {
 
 // execPRIn runs PERSISTENT RESERVE IN.
 func (lu *LU) execPRIn(cmd *Command, data []byte) Response {
+	if e := lu.prNotHere(); e.failed() {
+		return lu.fail(e)
+	}
 	s := lu.prSnapshot()
 	var b []byte
 	switch cmd.prSA {

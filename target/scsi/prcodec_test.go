@@ -1,0 +1,139 @@
+package scsi
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"hastor/blockdev"
+)
+
+// memPRStore is a PRStore in memory: what a replicated volume does with
+// the state, without the peer.
+type memPRStore struct {
+	mu    sync.Mutex
+	state []byte
+	saves int
+	fail  error
+	epoch atomic.Uint64
+}
+
+func (s *memPRStore) PREpoch() uint64 { return s.epoch.Load() }
+
+func (s *memPRStore) LoadPR() ([]byte, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.state), s.epoch.Load()
+}
+
+func (s *memPRStore) SavePR(b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	s.state = slices.Clone(b)
+	s.saves++
+	return nil
+}
+
+// takeOver gives s the state of from, as a peer's promotion does.
+func (s *memPRStore) takeOver(from []byte) {
+	s.mu.Lock()
+	s.state = slices.Clone(from)
+	s.mu.Unlock()
+	s.epoch.Add(1)
+}
+
+type prStoreDev struct {
+	*blockdev.Mem
+	*memPRStore
+}
+
+// Persistent reservations kept in a PRStore: every change is stored
+// before GOOD, a store that fails fails the command and changes nothing,
+// and the LU of the node that takes over the volume (a new store epoch)
+// enforces the same registrations and reservation for the same I_T
+// nexuses, before any command is checked.
+func TestPersistentReservationsTakenOver(t *testing.T) {
+	storeA, storeB := &memPRStore{}, &memPRStore{}
+	luA := newTestLU(t, withDev(prStoreDev{blockdev.NewMem(1<<20, 512), storeA}))
+	luB := newTestLU(t, withDev(prStoreDev{blockdev.NewMem(1<<20, 512), storeB}))
+	a, b := newNexus(t, luA), newNexus(t, luA)
+	prout := func(lu *LU, n *Nexus, sa byte, typ prType, key, saKey uint64) Response {
+		c, p := cdbPROut(sa, typ, key, saKey)
+		return run(t, lu, n, c, p)
+	}
+	expectGood(t, prout(luA, a, proutRegister, 0, 0, 0xA))
+	expectGood(t, prout(luA, b, proutRegister, 0, 0, 0xB))
+	expectGood(t, prout(luA, a, proutReserve, prWriteExclusiveRegs, 0xA, 0))
+	expectGood(t, prout(luA, a, proutReserve, prWriteExclusiveRegs, 0xA, 0)) // no change: not stored again
+	if storeA.saves != 3 {
+		t.Fatalf("%d states stored, want 3", storeA.saves)
+	}
+	storeA.fail = errors.New("peer gone")
+	expectSense(t, prout(luA, b, proutRegister, 0, 0xB, 0), SenseHardwareError, ascInternalTargetFailure)
+	storeA.fail = nil
+
+	// The other node takes over: the same nexuses (same initiator, ISID,
+	// target and TPGT) log in there.
+	storeB.takeOver(storeA.state)
+	again := func(n *Nexus) *Nexus {
+		m := &Nexus{InitiatorName: n.InitiatorName, ISID: n.ISID, TargetName: n.TargetName, TPGT: n.TPGT, RelativeTargetPort: n.RelativeTargetPort}
+		luB.Attach(m)
+		expectSense(t, run(t, luB, m, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascPowerOnResetOccurred)
+		return m
+	}
+	a2, b2, c := again(a), again(b), newNexus(t, luB)
+	r, d := runData(t, luB, c, cdbPRIn(prinReadKeys, 100), nil)
+	expectGood(t, r)
+	if want := []byte{0, 0, 0, 2, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0xA, 0, 0, 0, 0, 0, 0, 0, 0xB}; !bytes.Equal(d, want) {
+		t.Fatalf("READ KEYS after the takeover: % x", d)
+	}
+	r, d = runData(t, luB, c, cdbPRIn(prinReadReservation, 100), nil)
+	expectGood(t, r)
+	if len(d) != 24 || binary.BigEndian.Uint64(d[8:16]) != 0xA || d[21] != byte(prWriteExclusiveRegs) {
+		t.Fatalf("READ RESERVATION after the takeover: % x", d)
+	}
+	w := cdbRW(opWrite10, 0, 1, 0)
+	expectConflict(t, run(t, luB, c, w, pattern(512, 1)))
+	expectGood(t, run(t, luB, a2, w, pattern(512, 1)))
+	expectGood(t, run(t, luB, b2, w, pattern(512, 1)))
+	expectGood(t, prout(luB, b2, proutRegister, 0, 0xB, 0))
+	if storeB.saves != 1 {
+		t.Fatalf("the new node stored %d states, want 1", storeB.saves)
+	}
+
+	// An unreadable state is dropped, not enforced.
+	storeB.takeOver([]byte{prCodecVersion, 1})
+	r, d = runData(t, luB, c, cdbPRIn(prinReadKeys, 100), nil)
+	expectGood(t, r)
+	if binary.BigEndian.Uint32(d[4:8]) != 0 {
+		t.Fatalf("READ KEYS after an unreadable state: % x", d)
+	}
+}
+
+// FuzzDecodePRState: decoding never panics, and a state that decodes
+// encodes back to the same bytes.
+func FuzzDecodePRState(f *testing.F) {
+	s := prState{generation: 7, held: true, typ: prWriteExclusive,
+		holder: nexusKey{initiator: "iqn.a", isid: [6]byte{1}, target: "iqn.t", tpgt: 1},
+		regs: []prReg{{nexus: nexusKey{initiator: "iqn.a", isid: [6]byte{1}, target: "iqn.t", tpgt: 1}, key: 5, relPort: 1},
+			{nexus: nexusKey{initiator: "iqn.b", target: "iqn.t"}, key: 6}}}
+	f.Add(encodePRState(&s))
+	f.Add(encodePRState(&prState{}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := decodePRState(b)
+		if err != nil || len(b) == 0 {
+			return
+		}
+		if !bytes.Equal(encodePRState(&s), b) {
+			t.Fatalf("% x decodes to %+v, which encodes to % x", b, s, encodePRState(&s))
+		}
+	})
+}
