@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test ./target/login -run '^$$' -fuzz FuzzParseText -fuzztime $(FUZZTIME)
 	$(GO) test ./target -run '^$$' -fuzz FuzzConnection -fuzztime $(FUZZTIME)
 	$(GO) test ./target/scsi -run '^$$' -fuzz FuzzDecodeExecute -fuzztime $(FUZZTIME)
+	$(GO) test ./target/scsi -run '^$$' -fuzz FuzzDecodePRState -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./replication -run '^$$' -fuzz FuzzMsg -fuzztime $(FUZZTIME)
 	$(GO) test ./replication/transport -run '^$$' -fuzz FuzzFrame -fuzztime $(FUZZTIME)
