@@ -164,8 +164,15 @@ func inSync(st *control.ReplicationStatus) bool {
 	return st.Connection == "Connected" && st.Disk == "UpToDate" && st.PeerDisk == "UpToDate" && st.OutOfSync == 0
 }
 
-// login logs in to node i's target from inside its namespace.
+// login logs in to node i's target from inside its namespace as ini1.
 func (c *replCluster) login(ctx context.Context, i int) *initiator.Session {
+	c.t.Helper()
+	return c.loginAs(ctx, i, ini1)
+}
+
+// loginAs logs in to node i's target from inside its namespace as
+// initiator name.
+func (c *replCluster) loginAs(ctx context.Context, i int, name string) *initiator.Session {
 	c.t.Helper()
 	nc, err := c.ns[i].DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(c.port))
 	if err != nil {
@@ -173,8 +180,8 @@ func (c *replCluster) login(ctx context.Context, i int) *initiator.Session {
 	}
 	s := initiator.New(nc)
 	c.t.Cleanup(func() { s.Close() })
-	if err := s.Login(ctx, initiator.Options{InitiatorName: ini1, TargetName: replIQN}); err != nil {
-		c.t.Fatalf("login to %s: %v", c.names[i], err)
+	if err := s.Login(ctx, initiator.Options{InitiatorName: name, TargetName: replIQN}); err != nil {
+		c.t.Fatalf("login to %s as %s: %v", c.names[i], name, err)
 	}
 	if err := s.WaitReady(ctx, 0); err != nil {
 		c.t.Fatalf("TEST UNIT READY on %s: %v", c.names[i], err)
@@ -677,24 +684,6 @@ func writeTestPKI(t *testing.T, dir string, names ...string) (caFile, certFile, 
 		}
 	}
 	return caFile, certFile, keyFile
-}
-
-// loginAs logs in to node i's target as initiator name.
-func (c *replCluster) loginAs(ctx context.Context, i int, name string) *initiator.Session {
-	c.t.Helper()
-	nc, err := c.ns[i].DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(c.port))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	s := initiator.New(nc)
-	c.t.Cleanup(func() { s.Close() })
-	if err := s.Login(ctx, initiator.Options{InitiatorName: name, TargetName: replIQN}); err != nil {
-		c.t.Fatalf("login to %s as %s: %v", c.names[i], name, err)
-	}
-	if err := s.WaitReady(ctx, 0); err != nil {
-		c.t.Fatalf("TEST UNIT READY on %s: %v", c.names[i], err)
-	}
-	return s
 }
 
 // persistentReserveOut sends PERSISTENT RESERVE OUT (SPC-4) and returns

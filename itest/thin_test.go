@@ -14,6 +14,24 @@ import (
 	"hastor/internal/initiator"
 )
 
+// twoLUNs starts hastord with LUN 0 on image file path0 and LUN 1 on
+// path1, 64 MiB each with the extra configuration lines extra0 and extra1,
+// logs in as ini1 and waits until both LUNs are ready.
+func twoLUNs(ctx context.Context, t *testing.T, path0, path1, extra0, extra1 string) (*hastordtest.Daemon, *initiator.Session) {
+	t.Helper()
+	cfg := lunConfig(path0, "64MiB", "") + extra0 + `      - lun: 1
+        volume_id: itest-lun1
+        path: ` + path1 + `
+        size: 64MiB
+` + extra1
+	d := hastordtest.Start(t, hastordtest.Options{Config: cfg})
+	s := durabilityLogin(t, ctx, d)
+	if err := s.WaitReady(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	return d, s
+}
+
 // lbaRun is one LBA status descriptor of GET LBA STATUS.
 type lbaRun struct {
 	LBA         uint64
@@ -80,21 +98,9 @@ func allocated(t *testing.T, path string) int64 {
 func TestThinProvisioning(t *testing.T) {
 	dir := hastordtest.DiskDir(t)
 	thin, thick := filepath.Join(dir, "thin.img"), filepath.Join(dir, "thick.img")
-	cfg := lunConfig(thin, "64MiB", "") + `        block_size: 4096
-      - lun: 1
-        volume_id: itest-lun1
-        path: ` + thick + `
-        size: 64MiB
-        block_size: 4096
-        thin_provisioning: false
-`
-	d := hastordtest.Start(t, hastordtest.Options{Config: cfg})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s := durabilityLogin(t, ctx, d)
-	if err := s.WaitReady(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	d, s := twoLUNs(ctx, t, thin, thick, "        block_size: 4096\n", "        block_size: 4096\n        thin_provisioning: false\n")
 	const blocks = 64 << 20 / 4096
 
 	lbpme := func(lun uint64) bool {

@@ -36,18 +36,9 @@ func naaDesignator(ctx context.Context, t *testing.T, s *initiator.Session, lun 
 // RECEIVE COPY RESULTS reports the held status.
 func TestExtendedCopyBetweenLUNs(t *testing.T) {
 	dir := hastordtest.DiskDir(t)
-	cfg := lunConfig(filepath.Join(dir, "a.img"), "64MiB", "") + `      - lun: 1
-        volume_id: itest-lun1
-        path: ` + filepath.Join(dir, "b.img") + `
-        size: 64MiB
-`
-	d := hastordtest.Start(t, hastordtest.Options{Config: cfg})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s := durabilityLogin(t, ctx, d)
-	if err := s.WaitReady(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	d, s := twoLUNs(ctx, t, filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img"), "", "")
 	data := make([]byte, 4<<20)
 	for i := range data {
 		data[i] = byte(i*7 + i>>12)

@@ -37,6 +37,21 @@ func nodePair(t *testing.T, proto Protocol, size int64) ([2]*Node, [2]*blockdev.
 	return runPair(t, proto, data, metas, 0), devs
 }
 
+// openFiles creates two image files of size bytes, closed when the test
+// ends, and returns them also as Devices.
+func openFiles(t *testing.T, size int64) (files [2]*blockdev.File, data [2]blockdev.Device) {
+	dir := t.TempDir()
+	for i := range 2 {
+		f, err := blockdev.Open(filepath.Join(dir, string(rune('a'+i))), blockdev.Options{Size: size, Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		files[i], data[i] = f, f
+	}
+	return files, data
+}
+
 // runPair opens two Nodes, a (dialing) and b, on data (and, where set,
 // external metadata) devices, joined over loopback TCP by one path of
 // conns data connections (0: the default), runs them until the test ends,
@@ -170,17 +185,8 @@ func TestNodeOnFilesInternalMeta(t *testing.T) {
 		panic("TestNodeOnFilesInternalMeta hung for 3 minutes")
 	})
 	t.Cleanup(func() { watchdog.Stop() })
-	dir := t.TempDir()
-	var data, metas [2]blockdev.Device
-	var files [2]*blockdev.File
-	for i := range 2 {
-		f, err := blockdev.Open(filepath.Join(dir, string(rune('a'+i))), blockdev.Options{Size: size, Create: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
-		files[i], data[i] = f, f
-	}
+	files, data := openFiles(t, size)
+	var metas [2]blockdev.Device
 	if !files[1].AsyncIO() {
 		t.Log("no native AIO here: the secondary's writes use its workers")
 	}
@@ -262,17 +268,8 @@ func TestNodeOnFilesInternalMeta(t *testing.T) {
 // zeros on both, and shows as a hole through Device.Mapped.
 func TestNodeDiscardOnFiles(t *testing.T) {
 	const size = 32 << 20
-	dir := t.TempDir()
-	var data, metas [2]blockdev.Device
-	var files [2]*blockdev.File
-	for i := range 2 {
-		f, err := blockdev.Open(filepath.Join(dir, string(rune('a'+i))), blockdev.Options{Size: size, Create: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
-		files[i], data[i] = f, f
-	}
+	files, data := openFiles(t, size)
+	var metas [2]blockdev.Device
 	nodes := runPair(t, ProtocolC, data, metas, 0)
 	waitNode(t, nodes[0], "the connection", func(st NodeStatus) bool { return st.Conn == Established })
 	if err := nodes[0].Promote(context.Background(), true); err != nil {
