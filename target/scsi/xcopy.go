@@ -170,7 +170,7 @@ func (lu *LU) parseExtendedCopy(n *Nexus, data []byte) (segs []copySegment, list
 		return nil, 0, 0, invalidParam(1, 4)
 	case usage == listIDNone && listID != 0:
 		return nil, 0, 0, invalidParam(0, 7)
-	case cscdBytes+segBytes > xcopyMaxDescLen || segBytes > xcopyMaxDescLen:
+	case cscdBytes+segBytes > xcopyMaxDescLen:
 		return nil, 0, 0, errParamListLen
 	case inline != 0:
 		return nil, 0, 0, errInlineData
