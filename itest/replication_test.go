@@ -718,9 +718,25 @@ func TestReplicationPersistentReservationsFailover(t *testing.T) {
 			t.Fatalf("PERSISTENT RESERVE OUT %#x on alpha: status %#x", step.sa, st)
 		}
 	}
+	holderKey := func(i int) string {
+		var st control.Status
+		if err := json.Unmarshal([]byte(c.ctl(i, "status", "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		if r := st.Volumes[0].Reservations; r != nil && r.Holder != nil && r.Type == "Write Exclusive, Registrants Only" {
+			return r.Holder.Key
+		}
+		return ""
+	}
+	if k := holderKey(0); k != "0x0000000000000abc" {
+		t.Fatalf("hastorctl status on alpha: holder key %q", k)
+	}
 	c.daemon[0].Kill()
 	c.waitFor(1, "beta to see alpha gone", func(st *control.ReplicationStatus) bool { return st.Connection != "Connected" })
 	c.ctl(1, "primary", "r0")
+	if k := holderKey(1); k != "0x0000000000000abc" {
+		t.Fatalf("hastorctl status on beta after the failover: holder key %q", k)
+	}
 
 	other := c.loginAs(ctx, 1, ini2)
 	r, err := other.Do(ctx, 0, []byte{0x5E, 0x01, 0, 0, 0, 0, 0, 0, 24, 0}, nil, 24) // READ RESERVATION

@@ -129,6 +129,31 @@ func printStatus(w io.Writer, s *control.Status, bar bool) {
 			printReplication(w, v.VolumeID, v.Replication, bar)
 		}
 	}
+	for _, v := range s.Volumes {
+		if r := v.Reservations; r != nil {
+			fmt.Fprintln(w)
+			printReservations(w, v.VolumeID, r)
+		}
+	}
+}
+
+// printReservations prints a LUN's persistent reservations: what sg_persist
+// would show an initiator, from the target's side.
+func printReservations(w io.Writer, vol string, r *control.ReservationStatus) {
+	port := func(g control.Registration) string {
+		return fmt.Sprintf("%s (ISID %s, key %s)", g.Initiator, g.ISID, g.Key)
+	}
+	switch {
+	case r.Type == "":
+		fmt.Fprintf(w, "%s reservations: none held, generation %d\n", vol, r.Generation)
+	case r.Holder != nil:
+		fmt.Fprintf(w, "%s reservations: %s held by %s, generation %d\n", vol, r.Type, port(*r.Holder), r.Generation)
+	default:
+		fmt.Fprintf(w, "%s reservations: %s held by every registrant, generation %d\n", vol, r.Type, r.Generation)
+	}
+	for _, g := range r.Registrations {
+		fmt.Fprintf(w, "  registered: %s\n", port(g))
+	}
 }
 
 // printReplication prints one replicated LUN in drbdadm status's layout.

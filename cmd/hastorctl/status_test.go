@@ -44,3 +44,23 @@ func TestPrintReplication(t *testing.T) {
 		t.Errorf("eta: %q %q", eta(-1), eta(3725))
 	}
 }
+
+func TestPrintReservations(t *testing.T) {
+	a := control.Registration{Initiator: "iqn.1998-01.com.vmware:esx1", ISID: "00023d000001", Key: "0x0000000000000abc"}
+	b := control.Registration{Initiator: "iqn.1998-01.com.vmware:esx2", ISID: "00023d000002", Key: "0x0000000000000def"}
+	st := &control.Status{Volumes: []control.VolumeStatus{{
+		VolumeID: "ds1", Target: "iqn.2026-11.dev.hastor:t", Size: 1 << 30, BlockSize: 512, Path: "/srv/ds1.img",
+		Reservations: &control.ReservationStatus{Generation: 4, Type: "Write Exclusive, Registrants Only",
+			Registrations: []control.Registration{a, b}, Holder: &a},
+	}}}
+	var w strings.Builder
+	printStatus(&w, st, false)
+	for _, want := range []string{
+		"ds1 reservations: Write Exclusive, Registrants Only held by iqn.1998-01.com.vmware:esx1 (ISID 00023d000001, key 0x0000000000000abc), generation 4\n",
+		"  registered: iqn.1998-01.com.vmware:esx2 (ISID 00023d000002, key 0x0000000000000def)\n",
+	} {
+		if !strings.Contains(w.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, w.String())
+		}
+	}
+}

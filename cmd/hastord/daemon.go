@@ -211,6 +211,9 @@ func (d *daemon) Status(context.Context) (control.Status, error) {
 		if l.repl != nil {
 			v.Replication = replStatus(l, d.node.Name)
 		}
+		if l.repl == nil || l.repl.Device().Ready() == nil {
+			v.Reservations = reservationStatus(l.lu)
+		}
 		st.Volumes = append(st.Volumes, v)
 	}
 	sort.SliceStable(st.Volumes, func(i, j int) bool { return st.Volumes[i].Target < st.Volumes[j].Target })
@@ -240,4 +243,25 @@ func (l *lun) closeBacking() {
 		}
 	}
 	l.backing = nil
+}
+
+// reservationStatus returns lu's persistent reservations for the status,
+// nil when it has none.
+func reservationStatus(lu *scsi.LU) *control.ReservationStatus {
+	r, ok := lu.Reservations()
+	if !ok {
+		return nil
+	}
+	reg := func(g scsi.Registration) control.Registration {
+		return control.Registration{Initiator: g.Initiator, ISID: fmt.Sprintf("%x", g.ISID), Key: fmt.Sprintf("0x%016x", g.Key)}
+	}
+	st := &control.ReservationStatus{Generation: r.Generation, Type: r.Type}
+	for _, g := range r.Registrations {
+		st.Registrations = append(st.Registrations, reg(g))
+	}
+	if r.Holder != nil {
+		h := reg(*r.Holder)
+		st.Holder = &h
+	}
+	return st
 }

@@ -114,6 +114,28 @@ type VolumeStatus struct {
 	Locked bool `json:"locked,omitempty"`
 	// Replication is set for a replicated LUN.
 	Replication *ReplicationStatus `json:"replication,omitempty"`
+	// Reservations is set while the LUN has persistent reservation
+	// registrations (where it is served: not on a replicated LUN's
+	// secondary).
+	Reservations *ReservationStatus `json:"reservations,omitempty"`
+}
+
+// ReservationStatus is a LUN's persistent reservation state (SPC-4).
+type ReservationStatus struct {
+	Generation    uint32         `json:"generation"`
+	Registrations []Registration `json:"registrations"`
+	// Type is the reservation type, empty when nothing is reserved.
+	Type string `json:"type,omitempty"`
+	// Holder is the registration holding the reservation; nil for the
+	// "All Registrants" types, where every registrant holds it.
+	Holder *Registration `json:"holder,omitempty"`
+}
+
+// Registration is one registered initiator port (I_T nexus).
+type Registration struct {
+	Initiator string `json:"initiator"`
+	ISID      string `json:"isid"` // 12 hex digits
+	Key       string `json:"key"`  // 0x and 16 hex digits
 }
 
 // ReplicationStatus is a replicated LUN's state, as drbdadm status shows

@@ -1,6 +1,9 @@
 package scsi
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+)
 
 // Persistent reservations (SPC-4 "persistent reservations", "PERSISTENT
 // RESERVE IN", "PERSISTENT RESERVE OUT"): what VMware, Windows failover
@@ -43,6 +46,25 @@ const (
 	prWriteExclusiveAll   prType = 0x7 // all registrants
 	prExclusiveAccessAll  prType = 0x8 // all registrants
 )
+
+// String returns the SPC-4 name of the type.
+func (t prType) String() string {
+	switch t {
+	case prWriteExclusive:
+		return "Write Exclusive"
+	case prExclusiveAccess:
+		return "Exclusive Access"
+	case prWriteExclusiveRegs:
+		return "Write Exclusive, Registrants Only"
+	case prExclusiveAccessRegs:
+		return "Exclusive Access, Registrants Only"
+	case prWriteExclusiveAll:
+		return "Write Exclusive, All Registrants"
+	case prExclusiveAccessAll:
+		return "Exclusive Access, All Registrants"
+	}
+	return fmt.Sprintf("type %#x", uint8(t))
+}
 
 // valid reports whether t is a type code this LU supports.
 func (t prType) valid() bool {

@@ -232,3 +232,45 @@ func iscsiTransportID(k nexusKey) []byte {
 	copy(b[4:], name)
 	return b
 }
+
+// Reservations is an LU's persistent reservation state as an admin sees
+// it (hastorctl status).
+type Reservations struct {
+	Generation    uint32
+	Registrations []Registration
+	// Type names the reservation type ("" when nothing is reserved).
+	Type string
+	// Holder is the holding registration, nil when nothing is reserved
+	// or for the "all registrants" types, where every registrant holds it.
+	Holder *Registration
+}
+
+// Registration is one registered I_T nexus.
+type Registration struct {
+	Initiator string
+	ISID      [6]byte
+	Key       uint64
+}
+
+// Reservations returns the LU's persistent reservation state, ok false
+// when there are neither registrations nor a reservation.
+func (lu *LU) Reservations() (r Reservations, ok bool) {
+	if lu.prStore != nil {
+		lu.syncPR()
+	}
+	s := lu.prSnapshot()
+	if s.empty() {
+		return Reservations{}, false
+	}
+	r.Generation = s.generation
+	for _, g := range s.regs {
+		r.Registrations = append(r.Registrations, Registration{Initiator: g.nexus.initiator, ISID: g.nexus.isid, Key: g.key})
+	}
+	if s.held {
+		r.Type = s.typ.String()
+		if i := s.reg(s.holder); i >= 0 && !s.typ.allRegistrants() {
+			r.Holder = &r.Registrations[i]
+		}
+	}
+	return r, true
+}
