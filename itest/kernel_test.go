@@ -14,8 +14,10 @@ import (
 // with open-iscsi's iscsid/iscsiadm, Linux 6.1 under user-mode-linux)
 // against hastord in a network namespace: discovery, one-way and mutual
 // CHAP (wrong secrets refused both ways), CRC32C header and data digests
-// required by the target, an O_DIRECT pattern, fio with verification, and
-// an ext4 filesystem that survives a logout and a new login.
+// required by the target, an O_DIRECT pattern, sg3_utils' EXTENDED COPY
+// (sg_xcopy), blkdiscard (UNMAP) and persistent reservations (sg_persist),
+// fio with verification, and an ext4 filesystem that survives a logout
+// and a new login.
 func TestKernelInitiator(t *testing.T) {
 	uml.Require(t)
 	start := time.Now()
@@ -86,6 +88,32 @@ iscsi_login "$T2" "$P"
 iscsi_expect_digests "$T2" on
 d=$(iscsi_disk "$T2")
 check_pattern "$d" 4
+
+step xcopy
+# sg3_utils' EXTENDED COPY client: 1 MiB from the start to 8 MiB, inside
+# the target, then compared through the kernel. This kernel has bsg but no
+# sg driver, so sg_xcopy gets the disk's bsg node.
+x=/dev/bsg/$(ls "/sys/block/${d#/dev/}/device/bsg")
+sg_xcopy if="$x" of="$x" bs=512 count=2048 seek=16384 >/hastor/logs/sg_xcopy.log 2>&1 ||
+	{ cat /hastor/logs/sg_xcopy.log; fail "sg_xcopy on $d"; }
+a=$(dd if="$d" bs=1M count=1 iflag=direct status=none | sha256sum)
+b=$(dd if="$d" bs=1M skip=8 count=1 iflag=direct status=none | sha256sum)
+[ "$a" = "$b" ] || fail "the EXTENDED COPY destination differs from its source"
+
+step discard
+[ "$(cat "/sys/block/${d#/dev/}/queue/discard_max_bytes")" -gt 0 ] ||
+	fail "the kernel sees no discard support on $d"
+blkdiscard -o 0 -l 4194304 "$d" || fail "blkdiscard $d"
+dd if="$d" bs=1M count=4 iflag=direct status=none | cmp -s -n 4194304 - /dev/zero ||
+	fail "blocks read back after blkdiscard are not zeros"
+
+step persistent-reservations
+sg_persist --out --register --param-sark=0xabc "$d" >/dev/null || fail "PR register"
+sg_persist --out --reserve --param-rk=0xabc --prout-type=5 "$d" >/dev/null || fail "PR reserve"
+sg_persist --in --read-reservation "$d" | grep -qi "key=0xabc" ||
+	{ sg_persist --in --read-reservation "$d"; fail "PR read reservation"; }
+sg_persist --out --release --param-rk=0xabc --prout-type=5 "$d" >/dev/null || fail "PR release"
+sg_persist --out --register --param-rk=0xabc "$d" >/dev/null || fail "PR unregister"
 iscsi_logout "$T2" "$P"
 
 step chap-mutual-wrong-target-secret
