@@ -128,6 +128,9 @@ func (lu *LU) execExtendedCopy(ctx context.Context, n *Nexus, it *itl, cmd *Comm
 			if t.write {
 				kind = kWrite
 			}
+			if t.lu.prStore != nil {
+				t.lu.syncPR()
+			}
 			if t.lu.reservationConflict(n, &Command{kind: kind}) {
 				return Response{Status: StatusReservationConflict}
 			}
