@@ -123,6 +123,10 @@ func (d *Device) SavePR(state []byte) error {
 	return err
 }
 
+// PersistsThroughPowerLoss implements scsi.PRStore: the state lives in
+// the two nodes' memory.
+func (d *Device) PersistsThroughPowerLoss() bool { return false }
+
 // Mapped implements blockdev.Mapper with the local disk's answer (an image
 // file's holes): on the primary it holds the data initiators see. The
 // peer's disk may differ in what is allocated, never in what it reads.

@@ -89,9 +89,25 @@ func (d *daemon) openLUN(cfg *config.Config, tc *config.Target, lc *config.LUN) 
 				lc.BlockSize, ss, ss, lc.BlockSize)
 		}
 	}
+	// Persistent reservations follow a replicated volume to its peer (in
+	// memory), and otherwise persist in the state directory when an
+	// initiator asks for APTPL.
+	var prStore scsi.PRStore
+	if l.repl != nil {
+		prStore = l.repl.Device()
+	} else {
+		f, err := openPRFile(prFileName(cfg.StateDirFor(d.node), lc.VolumeID))
+		if err != nil {
+			l.dev.Close()
+			l.closeBacking()
+			return nil, err
+		}
+		prStore = f
+	}
 	var err error
 	l.lu, err = scsi.NewLU(scsi.LUConfig{
 		Dev:              l.dev,
+		PRStore:          prStore,
 		BlockSize:        lc.BlockSize,
 		ReadOnly:         lc.ReadOnly,
 		WriteCache:       lc.WriteCache,

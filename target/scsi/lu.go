@@ -58,6 +58,10 @@ type LUConfig struct {
 	// and does not support UNMAP even if Dev can deallocate
 	// (blockdev.Discarder), so nothing is ever deallocated.
 	FullyProvisioned bool
+	// PRStore, when set, keeps the persistent reservation state beyond
+	// the LU (prcodec.go); otherwise Dev does if it is a PRStore, and
+	// else the state lives in the LU's memory only.
+	PRStore PRStore
 	// VolumeID identifies the volume cluster-wide. The LU's NAA identifier
 	// and unit serial number derive from it alone (DeriveIdentity), so
 	// every node serving the volume reports the same identity. Required.
@@ -247,7 +251,8 @@ func NewLU(cfg LUConfig) (*LU, error) {
 	if m, ok := cfg.Dev.(Medium); ok {
 		lu.medium = m
 	}
-	if s, ok := cfg.Dev.(PRStore); ok {
+	lu.prStore = cfg.PRStore
+	if s, ok := cfg.Dev.(PRStore); ok && lu.prStore == nil {
 		lu.prStore = s
 	}
 	lu.initCommon()

@@ -21,15 +21,16 @@ import (
 // CLEAR, PREEMPT and PREEMPT AND ABORT (fence_scsi's fencing: the
 // transport aborts the preempted nexuses' commands before the status, see
 // Response.Abort); the six reservation types, LU scope only. Not supported
-// (REPORT CAPABILITIES says so): persistence through power loss (APTPL),
-// registration of other or all target ports (SPEC_I_PT, ALL_TG_PT),
-// REGISTER AND MOVE and REPLACE LOST RESERVATION. Registrations survive I_T
-// nexus loss and resets, as SPC-4 requires. The state lives in memory; an LU
-// whose device is a PRStore (a replicated volume, prcodec.go) stores every
-// change there before GOOD and loads the stored state when the store's
-// epoch moves, so the reservations follow the volume to the peer node on a
-// failover. A restart of every node that held the state loses it, as a
-// power loss would.
+// (REPORT CAPABILITIES says so): registration of other or all target ports
+// (SPEC_I_PT, ALL_TG_PT), REGISTER AND MOVE and REPLACE LOST RESERVATION.
+// Registrations survive I_T nexus loss and resets, as SPC-4 requires.
+//
+// The state lives in memory. An LU with a PRStore (prcodec.go) stores
+// changes there before GOOD and loads the stored state when the store's
+// epoch moves: a replicated volume's store hands every state to the peer,
+// so the reservations follow the volume on a failover; a store that
+// persists through power loss (a file) gets the states registered with
+// APTPL (PTPL_C=1).
 //
 // While registrations exist, SPC-2 RESERVE and RELEASE end with RESERVATION
 // CONFLICT (CRH=0).
@@ -112,6 +113,9 @@ type prState struct {
 	// holder is the reservation holder for the types other than "all
 	// registrants" (for those, every registrant holds it).
 	holder nexusKey
+	// aptpl: the state persists through power loss (the APTPL bit of the
+	// latest registration), where the LU's PRStore can keep it so.
+	aptpl bool
 }
 
 // empty reports whether s has neither a registration nor a reservation.
@@ -210,6 +214,7 @@ type prOut struct {
 	typ     prType // RESERVE, RELEASE, PREEMPT
 	key     uint64 // RESERVATION KEY
 	saKey   uint64 // SERVICE ACTION RESERVATION KEY
+	aptpl   bool   // REGISTER: APTPL, persist through power loss
 }
 
 // prUA is a unit attention that a transition establishes for an I_T nexus.
@@ -250,6 +255,8 @@ func (s prState) step(req prOut) (prState, prOutcome) {
 				return s, prOutcome{conflict: true}
 			}
 		}
+		// The APTPL bit of the latest successful registration decides
+		// whether the state persists through power loss.
 		switch {
 		case i < 0 && req.saKey == 0:
 			return s, prOutcome{}
@@ -257,15 +264,18 @@ func (s prState) step(req prOut) (prState, prOutcome) {
 			n := s.clone()
 			n.regs = append(n.regs, prReg{nexus: req.from, key: req.saKey, relPort: req.relPort})
 			n.generation++
+			n.aptpl = req.aptpl
 			return n, prOutcome{}
 		case req.saKey == 0:
 			n, uas := s.unregister(i)
 			n.generation++
+			n.aptpl = req.aptpl
 			return n, prOutcome{uas: uas}
 		default:
 			n := s.clone()
 			n.regs[i].key = req.saKey
 			n.generation++
+			n.aptpl = req.aptpl
 			return n, prOutcome{}
 		}
 	}
@@ -395,7 +405,7 @@ func (s *prState) release() {
 // registrations.
 func (s *prState) differs(t *prState) bool {
 	return s.generation != t.generation || s.held != t.held || s.typ != t.typ ||
-		s.holder != t.holder || len(s.regs) != len(t.regs)
+		s.holder != t.holder || len(s.regs) != len(t.regs) || s.aptpl != t.aptpl
 }
 
 // clone returns a copy of s that shares nothing with it.

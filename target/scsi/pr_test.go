@@ -181,7 +181,7 @@ func TestPersistentReserve_SPC4(t *testing.T) {
 		t.Fatalf("truncated READ KEYS: % x", d)
 	}
 	_, d = runData(t, lu, a, cdbPRIn(prinReportCaps, 8), nil)
-	if !bytes.Equal(d, []byte{0, 8, 0, 0, 0xEA, 0x01, 0, 0}) {
+	if !bytes.Equal(d, []byte{0, 8, 0, 0x80, 0xEA, 0x01, 0, 0}) {
 		t.Fatalf("REPORT CAPABILITIES: % x", d)
 	}
 

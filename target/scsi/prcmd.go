@@ -63,16 +63,18 @@ func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
 		req.relPort = n.RelativeTargetPort
 	}
 	if req.sa == proutRegister || req.sa == proutRegisterIgnore {
-		// SPEC_I_PT, ALL_TG_PT and APTPL: unsupported (SIP_C, ATP_C and
-		// PTPL_C are 0 in REPORT CAPABILITIES).
+		// SPEC_I_PT and ALL_TG_PT: unsupported (SIP_C and ATP_C are 0
+		// in REPORT CAPABILITIES); APTPL where the store persists
+		// (PTPL_C).
 		switch f := data[20]; {
 		case f&0x08 != 0:
 			return lu.fail(invalidParam(20, 3))
 		case f&0x04 != 0:
 			return lu.fail(invalidParam(20, 2))
-		case f&0x01 != 0:
+		case f&0x01 != 0 && !lu.ptplCapable():
 			return lu.fail(invalidParam(20, 0))
 		}
+		req.aptpl = data[20]&0x01 != 0
 	}
 	if e := lu.prNotHere(); e.failed() {
 		return lu.fail(e)
@@ -84,8 +86,8 @@ func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
 		cur = *p
 	}
 	nxt, out := cur.step(req)
-	if lu.prStore != nil && !out.conflict && !out.err.failed() && nxt.differs(&cur) {
-		if err := lu.prStore.SavePR(encodePRState(&nxt)); err != nil {
+	if state, save := lu.prToStore(&cur, &nxt); save && !out.conflict && !out.err.failed() {
+		if err := lu.prStore.SavePR(state); err != nil {
 			lu.log.Error("scsi: storing persistent reservations failed", "volume", lu.cfg.VolumeID, "err", err)
 			if lu.medium != nil {
 				if rerr := lu.medium.Ready(); rerr != nil {
@@ -118,6 +120,29 @@ func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
 		return lu.fail(out.err)
 	}
 	return Response{Status: StatusGood, Abort: abort}
+}
+
+// ptplCapable reports whether the LU can keep its persistent reservations
+// through power loss (PTPL_C): its PRStore does.
+func (lu *LU) ptplCapable() bool {
+	return lu.prStore != nil && lu.prStore.PersistsThroughPowerLoss()
+}
+
+// prToStore returns what to hand the PRStore when the state changes from
+// cur to nxt, and whether to hand anything: every new state to a store
+// that does not persist through power loss (it keeps the state for a
+// failover); to one that does, the states with APTPL set, and nil once
+// APTPL is cleared.
+func (lu *LU) prToStore(cur, nxt *prState) ([]byte, bool) {
+	switch {
+	case lu.prStore == nil || !nxt.differs(cur):
+		return nil, false
+	case !lu.ptplCapable() || nxt.aptpl:
+		return encodePRState(nxt), true
+	case cur.aptpl:
+		return nil, true
+	}
+	return nil, false
 }
 
 // prNotHere returns the Medium's NOT READY sense when the persistent
@@ -183,7 +208,16 @@ func (lu *LU) execPRIn(cmd *Command, data []byte) Response {
 	case prinReportCaps:
 		b = make([]byte, 8)
 		binary.BigEndian.PutUint16(b[0:2], 8) // LENGTH
-		// CRH, SIP_C, ATP_C, PTPL_C, TMV and PTPL_A all 0.
+		// CRH, SIP_C and ATP_C 0; PTPL_C where the store persists,
+		// PTPL_A when the state does; TMV: the type mask is valid,
+		// ALLOW COMMANDS 000b.
+		if lu.ptplCapable() {
+			b[2] |= 0x01
+		}
+		b[3] = 0x80
+		if s.aptpl {
+			b[3] |= 0x01
+		}
 		// PERSISTENT RESERVATION TYPE MASK: every type.
 		b[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02 // WR_EX_AR EX_AC_RO WR_EX_RO EX_AC WR_EX
 		b[5] = 0x01                             // EX_AC_AR

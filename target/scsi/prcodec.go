@@ -17,10 +17,15 @@ type PRStore interface {
 	PREpoch() uint64
 	// LoadPR returns the stored state (nil: none) and its epoch.
 	LoadPR() ([]byte, uint64)
-	// SavePR stores state. It returns once the state is as durable as
-	// the device's writes (on the peer too, when it is connected);
-	// PERSISTENT RESERVE OUT reports GOOD only after that.
+	// SavePR stores state (nil: none). It returns once the state is as
+	// durable as the store keeps it (on the peer too, when it is
+	// connected); PERSISTENT RESERVE OUT reports GOOD only after that.
 	SavePR(state []byte) error
+	// PersistsThroughPowerLoss reports whether the store keeps the state
+	// through a power loss of every node. Then the LU stores only states
+	// whose APTPL bit is set (nil otherwise), and accepts APTPL (PTPL_C);
+	// otherwise it stores every state and refuses APTPL.
+	PersistsThroughPowerLoss() bool
 }
 
 // syncPR loads the persistent reservation state from the store when the
@@ -59,6 +64,12 @@ func (lu *LU) syncPR() {
 // prCodecVersion is the version byte of the encoding.
 const prCodecVersion = 1
 
+// Bits of the encoding's flags byte.
+const (
+	prFlagHeld  = 1 << iota // a reservation is held
+	prFlagAPTPL             // persist through power loss
+)
+
 // maxPRRegistrations bounds the registrations an encoded state may hold
 // when decoded.
 const maxPRRegistrations = 1 << 14
@@ -66,16 +77,19 @@ const maxPRRegistrations = 1 << 14
 var errPRCodec = errors.New("scsi: malformed persistent reservation state")
 
 // encodePRState returns s in the form PRStore keeps: a version byte, then
-// little-endian fields: PRgeneration, held, type, holder, the
-// registrations (nexus, key, relative port).
+// little-endian fields: PRgeneration, flags (held, APTPL), type, holder,
+// the registrations (nexus, key, relative port).
 func encodePRState(s *prState) []byte {
 	b := []byte{prCodecVersion}
 	b = binary.LittleEndian.AppendUint32(b, s.generation)
-	held := byte(0)
+	var flags byte
 	if s.held {
-		held = 1
+		flags |= prFlagHeld
 	}
-	b = append(b, held, byte(s.typ))
+	if s.aptpl {
+		flags |= prFlagAPTPL
+	}
+	b = append(b, flags, byte(s.typ))
 	b = appendNexusKey(b, s.holder)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(s.regs)))
 	for _, r := range s.regs {
@@ -139,7 +153,7 @@ func decodePRState(b []byte) (prState, error) {
 	d := &prDecoder{b: b[1:]}
 	var s prState
 	s.generation = d.u32()
-	held := d.take(1)[0]
+	flags := d.take(1)[0]
 	s.typ = prType(d.take(1)[0])
 	s.holder = d.nexusKey()
 	n := d.u32()
@@ -161,10 +175,10 @@ func decodePRState(b []byte) (prState, error) {
 		return prState{}, d.err
 	case len(d.b) != 0:
 		return prState{}, fmt.Errorf("%w: %d bytes left over", errPRCodec, len(d.b))
-	case held > 1:
-		return prState{}, fmt.Errorf("%w: held %d", errPRCodec, held)
+	case flags&^(prFlagHeld|prFlagAPTPL) != 0:
+		return prState{}, fmt.Errorf("%w: flags %#x", errPRCodec, flags)
 	}
-	s.held = held == 1
+	s.held, s.aptpl = flags&prFlagHeld != 0, flags&prFlagAPTPL != 0
 	if s.held && (!s.typ.valid() || !s.typ.allRegistrants() && s.reg(s.holder) < 0 || len(s.regs) == 0) {
 		return prState{}, fmt.Errorf("%w: reservation of type %d held by an unregistered I_T nexus", errPRCodec, s.typ)
 	}

@@ -15,12 +15,15 @@ import (
 // memPRStore is a PRStore in memory: what a replicated volume does with
 // the state, without the peer.
 type memPRStore struct {
-	mu    sync.Mutex
-	state []byte
-	saves int
-	fail  error
-	epoch atomic.Uint64
+	mu      sync.Mutex
+	state   []byte
+	saves   int
+	fail    error
+	epoch   atomic.Uint64
+	durable bool // PersistsThroughPowerLoss
 }
+
+func (s *memPRStore) PersistsThroughPowerLoss() bool { return s.durable }
 
 func (s *memPRStore) PREpoch() uint64 { return s.epoch.Load() }
 
@@ -136,4 +139,58 @@ func FuzzDecodePRState(f *testing.F) {
 			t.Fatalf("% x decodes to %+v, which encodes to % x", b, s, encodePRState(&s))
 		}
 	})
+}
+
+// APTPL with a store that persists through power loss (SPC-4 "persist
+// through power loss"): REPORT CAPABILITIES says PTPL_C, and PTPL_A once a
+// registration set APTPL; only states with APTPL set are stored, and
+// clearing APTPL stores nil. Without such a store APTPL is refused.
+func TestPersistThroughPowerLoss_SPC4(t *testing.T) {
+	store := &memPRStore{durable: true}
+	lu := newTestLU(t, withDev(blockdev.NewMem(1<<20, 512)), func(c *LUConfig) { c.PRStore = store })
+	a, b := newNexus(t, lu), newNexus(t, lu)
+	register := func(n *Nexus, sa byte, key, saKey uint64, aptpl bool) Response {
+		c, p := cdbPROut(sa, 0, key, saKey)
+		if aptpl {
+			p[20] = 0x01
+		}
+		return run(t, lu, n, c, p)
+	}
+	caps := func() (ptplC, ptplA bool) {
+		r, d := runData(t, lu, a, cdbPRIn(prinReportCaps, 8), nil)
+		expectGood(t, r)
+		if d[3]&0x80 == 0 {
+			t.Fatalf("REPORT CAPABILITIES: TMV 0: % x", d)
+		}
+		return d[2]&0x01 != 0, d[3]&0x01 != 0
+	}
+	if c, a := caps(); !c || a {
+		t.Fatalf("PTPL_C %v PTPL_A %v before any registration", c, a)
+	}
+	expectGood(t, register(a, proutRegister, 0, 0xA, false))
+	if store.saves != 0 {
+		t.Fatal("a state without APTPL was stored")
+	}
+	expectGood(t, register(b, proutRegisterIgnore, 0, 0xB, true))
+	if _, a := caps(); !a || store.saves != 1 {
+		t.Fatalf("after APTPL: PTPL_A %v, %d saves", a, store.saves)
+	}
+	if s, err := decodePRState(store.state); err != nil || !s.aptpl || len(s.regs) != 2 {
+		t.Fatalf("stored state %+v, %v", s, err)
+	}
+	c, p := cdbPROut(proutReserve, prExclusiveAccess, 0xB, 0)
+	expectGood(t, run(t, lu, b, c, p))
+	if store.saves != 2 {
+		t.Fatalf("reservation not stored: %d saves", store.saves)
+	}
+	expectGood(t, register(a, proutRegister, 0xA, 0xAA, false)) // clears APTPL
+	if _, a := caps(); a || store.saves != 3 || store.state != nil {
+		t.Fatalf("after clearing APTPL: PTPL_A %v, %d saves, state % x", a, store.saves, store.state)
+	}
+
+	// A store that does not persist (a replicated volume's): APTPL refused.
+	mem := newTestLU(t, withDev(blockdev.NewMem(1<<20, 512)), func(c *LUConfig) { c.PRStore = &memPRStore{} })
+	c, p = cdbPROut(proutRegister, 0, 0, 0xC)
+	p[20] = 0x01
+	expectInvalidParam(t, run(t, mem, newNexus(t, mem), c, p), 20, 0)
 }
