@@ -50,6 +50,7 @@ type task struct {
 	state   taskState
 	reading bool // the reader is filling buf right now
 
+	cdbOp    byte // the CDB's operation code
 	aborted  atomic.Bool
 	credited bool   // MaxCmdSN already advanced for this task (writer)
 	answered bool   // its response was rendered; no longer counted in conn.live
@@ -120,13 +121,15 @@ func (c *conn) handleSCSICommand() error {
 	sess.mu.tasks[itt] = t
 	t.state = taskReceiving
 	t.reading = true // until this PDU is fully handled
+	// Task management matches tasks by these, under sess.mu.
+	t.lunField = h.LUN()
+	t.cdbOp = h.CDB()[0]
 	sess.mu.Unlock()
 	c.execWG.Add(1)
 	c.live.Add(1)
 
 	t.c = c
 	t.itt = itt
-	t.lunField = h.LUN()
 	t.immediate = immediate
 	t.edtl = edtl
 	t.lu = sess.tgt.SCSI.LU(lunNumber(t.lunField))
@@ -478,18 +481,25 @@ func (c *conn) exec(t *task) {
 }
 
 // abortPreempted aborts, for PREEMPT AND ABORT (scsi.Response.Abort), the
-// commands of the preempted I_T nexuses for t's LUN, other than t, and
-// waits until none of them runs, before t's status is sent. Aborted
-// commands end without a response (TAS=0).
+// commands of the preempted I_T nexuses for t's LUN and waits until none
+// of them runs, before t's status is sent. Aborted commands end without a
+// response (TAS=0). PERSISTENT RESERVE OUT commands are left to finish:
+// they do not touch the medium, and two PREEMPT AND ABORTs that preempt
+// each other's sessions would otherwise wait for each other forever.
 func (c *conn) abortPreempted(t *task) {
 	lun := lunNumber(t.lunField)
 	for _, s := range c.srv.sessionsOf(c.sess.tgt) {
 		if slices.Contains(t.resp.Abort, s.nexus) {
-			s.abortMatching(func(x *task) bool { return x != t && lunNumber(x.lunField) == lun })
+			s.abortMatching(func(x *task) bool {
+				return x != t && x.cdbOp != opPROut && lunNumber(x.lunField) == lun
+			})
 		}
 	}
 	t.resp.Abort = nil
 }
+
+// opPROut is the operation code of PERSISTENT RESERVE OUT.
+const opPROut = 0x5F
 
 func (c *conn) finishExec(t *task) {
 	sess := c.sess

@@ -644,16 +644,19 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 		}
 		return lu.fail(cmd.err)
 	}
-	if lu.prStore != nil {
-		lu.syncPR()
-	}
-	if lu.reservationConflict(n, cmd) {
-		return Response{Status: StatusReservationConflict}
-	}
+	// A Medium that is not ready (an ALUA standby port, a locked volume)
+	// answers NOT READY before reservations are considered: the state this
+	// LU holds may be stale until the Medium is ready (syncPR).
 	if lu.medium != nil && cmd.kind.needsMedium() {
 		if err := lu.medium.Ready(); err != nil {
 			return lu.fail(mediumNotReady(it, err))
 		}
+	}
+	if lu.prStore != nil && (lu.medium == nil || lu.medium.Ready() == nil) {
+		lu.syncPR()
+	}
+	if lu.reservationConflict(n, cmd) {
+		return Response{Status: StatusReservationConflict}
 	}
 	switch cmd.kind {
 	case kTestUnitReady, kPreventAllow, kStartStopUnit:

@@ -240,6 +240,7 @@ const (
 	ascReservationsReleased   ascCode = 0x2A04 // RESERVATIONS RELEASED
 	ascRegistrationsPreempted ascCode = 0x2A05 // REGISTRATIONS PREEMPTED
 	ascInvalidRelease         ascCode = 0x2604 // INVALID RELEASE OF PERSISTENT RESERVATION
+	ascInsufficientRegs       ascCode = 0x5504 // INSUFFICIENT REGISTRATION RESOURCES
 )
 
 // step is the transition function of PERSISTENT RESERVE OUT: it returns the
@@ -260,6 +261,8 @@ func (s prState) step(req prOut) (prState, prOutcome) {
 		switch {
 		case i < 0 && req.saKey == 0:
 			return s, prOutcome{}
+		case i < 0 && len(s.regs) >= maxPRRegistrations:
+			return s, prOutcome{err: illegal(ascInsufficientRegs)}
 		case i < 0:
 			n := s.clone()
 			n.regs = append(n.regs, prReg{nexus: req.from, key: req.saKey, relPort: req.relPort})

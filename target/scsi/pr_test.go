@@ -243,3 +243,27 @@ func TestPersistentReserve_SPC4(t *testing.T) {
 	expectGood(t, run(t, lu, b, cdbRW(opRead10, 0, 1, 0), nil))
 	expectGood(t, run(t, lu, b, cdb6(opReserve6), nil))
 }
+
+// SPC-4 "INSUFFICIENT REGISTRATION RESOURCES": the LU holds at most
+// maxPRRegistrations registrations; one more is refused and changes
+// nothing, and a registered nexus may still change its key.
+func TestPRRegistrationLimit_SPC4(t *testing.T) {
+	var s prState
+	for i := range maxPRRegistrations {
+		n, out := s.step(prOut{sa: proutRegister, from: nexusKey{initiator: fmt.Sprint("i", i)}, saKey: uint64(i + 1)})
+		if out.conflict || out.err.failed() {
+			t.Fatalf("registration %d refused", i)
+		}
+		s = n
+	}
+	n, out := s.step(prOut{sa: proutRegisterIgnore, from: nexusKey{initiator: "one-more"}, saKey: 7})
+	if out.err.asc != ascInsufficientRegs || n.differs(&s) {
+		t.Fatalf("registration %d: %+v", maxPRRegistrations+1, out)
+	}
+	if _, out = s.step(prOut{sa: proutRegister, from: nexusKey{initiator: "i0"}, key: 1, saKey: 9}); out.err.failed() || out.conflict {
+		t.Fatalf("changing a key at the limit: %+v", out)
+	}
+	if b := encodePRState(&s); len(b) > 512<<10 {
+		t.Fatalf("a full state encodes to %d bytes", len(b))
+	}
+}

@@ -81,6 +81,9 @@ func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
 	}
 	lu.prMu.Lock()
 	defer lu.prMu.Unlock()
+	if lu.prStore != nil && lu.prStore.PREpoch() != lu.prEpoch.Load() {
+		lu.syncPRLocked() // the volume was taken over since Execute looked
+	}
 	var cur prState
 	if p := lu.pr.Load(); p != nil {
 		cur = *p

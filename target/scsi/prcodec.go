@@ -32,12 +32,21 @@ type PRStore interface {
 // store's epoch has moved (this node took over the volume), before any
 // command is checked against it. A state that does not decode is logged
 // and replaced by the empty state.
+//
+// A Medium that is ready must already show the new epoch: a PRStore that
+// is also the LU's Medium moves its epoch before it becomes ready (as the
+// replicated Device does), and Execute calls syncPR only after Ready.
 func (lu *LU) syncPR() {
 	if lu.prStore.PREpoch() == lu.prEpoch.Load() {
 		return
 	}
 	lu.prMu.Lock()
 	defer lu.prMu.Unlock()
+	lu.syncPRLocked()
+}
+
+// syncPRLocked is syncPR with lu.prMu held.
+func (lu *LU) syncPRLocked() {
 	b, epoch := lu.prStore.LoadPR()
 	if epoch == lu.prEpoch.Load() {
 		return
@@ -70,9 +79,11 @@ const (
 	prFlagAPTPL             // persist through power loss
 )
 
-// maxPRRegistrations bounds the registrations an encoded state may hold
-// when decoded.
-const maxPRRegistrations = 1 << 14
+// maxPRRegistrations bounds the registrations of an LU (step refuses more
+// with INSUFFICIENT REGISTRATION RESOURCES) and of a decoded state. With
+// iSCSI names of at most 223 bytes a state then encodes to under 512 KiB,
+// which a replicated volume's peer accepts (replication.maxPRState).
+const maxPRRegistrations = 1024
 
 var errPRCodec = errors.New("scsi: malformed persistent reservation state")
 

@@ -72,8 +72,13 @@ var (
 	errInlineData         = illegal(0x260B) // INLINE DATA LENGTH EXCEEDED
 	errOperationInProg    = illegal(0x0016) // OPERATION IN PROGRESS
 	errUnreachableTarget  = senseErr{key: SenseCopyAborted, asc: 0x0804}
-	errCopyOverrun        = senseErr{key: SenseCopyAborted, asc: 0x0D02} // COPY TARGET DEVICE DATA OVERRUN
-	errCopyUnderrun       = senseErr{key: SenseCopyAborted, asc: 0x0D03} // COPY TARGET DEVICE DATA UNDERRUN
+	// A destination range past the last block: COPY TARGET DEVICE NOT
+	// REACHABLE. COPY TARGET DEVICE DATA OVERRUN (0D/05) would say more,
+	// but libiscsi 1.19's ExtendedCopy.ValidSegDescr accepts only 00/00,
+	// 08/04 and 0D/02 here, and initiators treat every COPY ABORTED alike
+	// (ESXi falls back to copying through the host).
+	errCopyOverrun  = senseErr{key: SenseCopyAborted, asc: 0x0D02}
+	errCopyUnderrun = senseErr{key: SenseCopyAborted, asc: 0x0D04} // COPY TARGET DEVICE DATA UNDERRUN: a source range past the last block
 )
 
 // copySegment is one checked block to block segment.

@@ -222,7 +222,7 @@ func TestExtendedCopyErrors_SPC4(t *testing.T) {
 		{name: "unknown LU", cscds: []*LU{lu, nil}, segs: []xcopySeg{good, {dst: 1, blocks: 1}}, key: SenseCopyAborted, asc: 0x0804},
 		{name: "NUL", edit: func(p []byte) []byte { p[17] = 0x20; return p }, key: SenseCopyAborted, asc: 0x0804},
 		{name: "past the end (destination)", segs: []xcopySeg{good, {blocks: 2, dstLBA: nb - 1}}, key: SenseCopyAborted, asc: 0x0D02},
-		{name: "past the end (source)", segs: []xcopySeg{good, {blocks: 1, srcLBA: nb}}, key: SenseCopyAborted, asc: 0x0D03},
+		{name: "past the end (source)", segs: []xcopySeg{good, {blocks: 1, srcLBA: nb}}, key: SenseCopyAborted, asc: 0x0D04},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cscds, segs := tc.cscds, tc.segs
