@@ -54,9 +54,25 @@ func (f *prFile) LoadPR() ([]byte, uint64) {
 func (f *prFile) PersistsThroughPowerLoss() bool { return true }
 
 // SavePR implements scsi.PRStore.
+//
+// When it fails the LU keeps its previous state, so SavePR puts the
+// previous file back as well as it can: a restart must not enforce a state
+// the initiator was told failed.
 func (f *prFile) SavePR(state []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.store(state); err != nil {
+		if rerr := f.store(f.last); rerr != nil {
+			return fmt.Errorf("%w (and putting the previous state back: %v)", err, rerr)
+		}
+		return err
+	}
+	f.last = state
+	return nil
+}
+
+// store replaces the file with state, or removes it for nil.
+func (f *prFile) store(state []byte) error {
 	if state == nil {
 		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -64,11 +80,7 @@ func (f *prFile) SavePR(state []byte) error {
 	} else if err := writeFileSynced(f.path, state); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(f.path)); err != nil {
-		return err
-	}
-	f.last = state
-	return nil
+	return syncDir(filepath.Dir(f.path))
 }
 
 // writeFileSynced replaces path with data: a temporary file, fsynced, then
