@@ -84,6 +84,8 @@ type Node struct {
 	// the persistent reservation state the peer handed over when it moves
 	// (scsi.PRStore). It moves before primary is set.
 	prEpoch atomic.Uint64
+	// discardPiece is the most one discard op spans, aligned to it.
+	discardPiece int64
 	metaq   chan metaJob
 	work    chan LocalIO
 	wg      sync.WaitGroup
@@ -161,6 +163,10 @@ func Open(opts Options) (*Node, error) {
 	n.fua, _ = opts.Data.(blockdev.FUAWriter)
 	n.async, _ = opts.Data.(blockdev.AsyncWriter)
 	n.disc, _ = opts.Data.(blockdev.Discarder)
+	// A discard goes in pieces that each span at most a quarter of the
+	// activity log (at least one extent, at most 16): a range over more
+	// extents than the log holds cannot be logged.
+	n.discardPiece = int64(min(16, max(1, store.Layout().ALExtents/4))) * meta.ExtentSize
 	n.bufMu.m = map[*byte]*blockdev.Buf{}
 	mc := opts.Machine
 	mc.DataSize = n.size

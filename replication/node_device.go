@@ -87,12 +87,16 @@ func (d *Device) Discard(off, n int64) error {
 	if err := blockdev.CheckRange(off, n, d.n.size, checkBlock); err != nil {
 		return err
 	}
-	if n == 0 {
-		return nil
+	for end := off + n; off < end; {
+		k := min(end, (off/d.n.discardPiece+1)*d.n.discardPiece) - off
+		at := off
+		if _, err := d.n.submitWrite(at, k, func(m *Machine, id ReqID) { m.SubmitDiscard(id, at, k) },
+			func() error { return d.n.zero(at, k) }); err != nil {
+			return err
+		}
+		off += k
 	}
-	_, err := d.n.submitWrite(off, n, func(m *Machine, id ReqID) { m.SubmitDiscard(id, off, n) },
-		func() error { return d.n.zero(off, n) })
-	return err
+	return nil
 }
 
 // PREpoch implements scsi.PRStore: it moves each time this node becomes

@@ -270,7 +270,8 @@ func TestNodeDiscardOnFiles(t *testing.T) {
 	const size = 32 << 20
 	files, data := openFiles(t, size)
 	var metas [2]blockdev.Device
-	nodes := runPair(t, ProtocolC, data, metas, 0)
+	// An activity log of 8 extents: discards go in 8 MiB pieces.
+	nodes := runPairOpts(t, ProtocolC, data, metas, 0, 8)
 	waitNode(t, nodes[0], "the connection", func(st NodeStatus) bool { return st.Conn == Established })
 	if err := nodes[0].Promote(context.Background(), true); err != nil {
 		t.Fatal(err)
@@ -319,6 +320,13 @@ func TestNodeDiscardOnFiles(t *testing.T) {
 	}
 	if mapped, run, err := dev.Mapped(2<<20, size); err != nil || mapped || run != 4<<20 {
 		t.Fatalf("Mapped(2 MiB) = %v, %d, %v; want a 4 MiB hole", mapped, run, err)
+	}
+	// More extents than the log holds, in pieces.
+	if err := dev.Discard(0, dev.Size()); err != nil {
+		t.Fatal(err)
+	}
+	if mapped, run, err := dev.Mapped(0, dev.Size()); err != nil || mapped || run != dev.Size() {
+		t.Fatalf("after discarding everything: Mapped = %v, %d, %v", mapped, run, err)
 	}
 	if err := dev.Discard(1, 512); !errors.Is(err, blockdev.ErrAlignment) {
 		t.Fatalf("unaligned discard: %v", err)
