@@ -760,4 +760,25 @@ func TestReplicationPersistentReservationsFailover(t *testing.T) {
 	if err := other.Write16(ctx, 0, 0, block, 4096, false); err != nil {
 		t.Fatalf("write after the release: %v", err)
 	}
+	if st := persistentReserveOut(ctx, t, holder, 0x01, 5, 0xABC, 0); st != 0 { // RESERVE again
+		t.Fatalf("RESERVE on beta: status %#x", st)
+	}
+
+	// alpha comes back and takes beta's state; then hastord restarts on
+	// beta, the primary: promoted again, beta takes alpha's copy when they
+	// connect instead of forgetting the reservation.
+	c.start(0)
+	c.waitFor(1, "alpha back in sync", inSync)
+	c.daemon[1].Stop(t)
+	c.start(1)
+	c.ctl(1, "primary", "r0")
+	c.waitFor(1, "beta connected to alpha", inSync)
+	if k := holderKey(1); k != "0x0000000000000abc" {
+		t.Fatalf("hastorctl status on beta after its restart: holder key %q", k)
+	}
+	other = c.loginAs(ctx, 1, ini2)
+	err = other.Write16(ctx, 0, 0, block, 4096, false)
+	if !errors.As(err, &se) || se.Status != initiator.StatusReservation {
+		t.Fatalf("write from an unregistered initiator after beta's restart: %v, want RESERVATION CONFLICT", err)
+	}
 }

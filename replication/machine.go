@@ -3,6 +3,7 @@ package replication
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"hastor/replication/genid"
@@ -116,11 +117,14 @@ type Ready struct {
 	// StateChanged: role, disk or connection changed (the driver updates
 	// the LUN's readiness and wakes admin commands).
 	StateChanged bool
+	// PRAdopted: the primary took the peer's persistent reservation state
+	// (see PRState); the LU is to load it again.
+	PRAdopted bool
 }
 
 func (r *Ready) empty() bool {
 	return len(r.Issue) == 0 && len(r.Sends) == 0 && len(r.Local) == 0 && len(r.Complete) == 0 && len(r.Free) == 0 &&
-		r.PersistSB == nil && r.CommitAL == nil && !r.FlushBitmap && r.CloseSession == nil && !r.StateChanged
+		r.PersistSB == nil && r.CommitAL == nil && !r.FlushBitmap && r.CloseSession == nil && !r.StateChanged && !r.PRAdopted
 }
 
 // opKind is the kind of an operation the machine tracks.
@@ -231,9 +235,11 @@ type Machine struct {
 
 	// pr is the persistent reservation state of the resource's LU
 	// (opaque): on the primary the latest one stored, on the secondary
-	// the latest one received. prWait holds the SubmitPR requests waiting
-	// for the peer's MsgPRAck, by the session they were sent in.
+	// the latest one received; prSet says there is one (since this node
+	// started). prWait holds the SubmitPR requests waiting for the peer's
+	// MsgPRAck, by the session they were sent in.
 	pr     []byte
+	prSet  bool
 	prWait map[ReqID]uint64
 
 	stats Counters
@@ -553,7 +559,7 @@ func (m *Machine) SubmitPR(id ReqID, state []byte) {
 		m.out.Complete = append(m.out.Complete, Completion{ID: id, Err: ErrNotPrimary})
 		return
 	}
-	m.pr = state
+	m.pr, m.prSet = state, true
 	if !m.conn.replicating() {
 		m.out.Complete = append(m.out.Complete, Completion{ID: id})
 		return
@@ -566,11 +572,25 @@ func (m *Machine) SubmitPR(id ReqID, state []byte) {
 // (see SubmitPR); the caller must not modify it.
 func (m *Machine) PRState() []byte { return m.pr }
 
-// sendPR gives a newly connected peer the primary's persistent reservation
-// state.
+// sendPR gives a newly connected peer this node's persistent reservation
+// state, if it has one: the secondary takes the primary's; a primary that
+// has none since it started (hastord restarted) takes the secondary's, the
+// latest there is, rather than forget the reservations.
 func (m *Machine) sendPR() {
-	if m.role == Primary && m.pr != nil {
+	if m.prSet {
 		m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgPRState}, Data: m.pr})
+	}
+}
+
+// receivePR takes a persistent reservation state sent by the peer (see
+// sendPR): always the primary's; the other's only if this node has none.
+func (m *Machine) receivePR(data []byte) {
+	if m.prSet && (m.role == Primary || m.peer.role != Primary) {
+		return
+	}
+	m.pr, m.prSet = slices.Clone(data), true
+	if m.role == Primary {
+		m.out.PRAdopted = true
 	}
 }
 

@@ -109,9 +109,7 @@ func (m *Machine) Receive(msg Msg, data []byte) (kept bool) {
 			m.closeSession(fmt.Errorf("%w: persistent reservation state of %d bytes", ErrBadMessage, len(data)))
 			return false
 		}
-		if m.role != Primary {
-			m.pr = bytes.Clone(data)
-		}
+		m.receivePR(data)
 		if msg.ID != 0 {
 			m.out.Sends = append(m.out.Sends, Out{Msg: Msg{Type: MsgPRAck, ID: msg.ID}})
 		}

@@ -282,6 +282,9 @@ func (n *Node) stepLocked(f func(m *Machine)) {
 			done = append(done, completion{r, c.Err})
 		}
 	}
+	if rd.PRAdopted {
+		n.prEpoch.Add(1) // the LU loads the adopted state
+	}
 	var changed chan struct{}
 	if rd.StateChanged {
 		changed = n.mu.changed

@@ -834,4 +834,22 @@ func TestSimPRState(t *testing.T) {
 	if err, done := s.n[1].done[id]; !done || err != nil {
 		t.Fatalf("SubmitPR after the link went: done %v, err %v", done, err)
 	}
+	// The primary forgets its state (hastord restarted): on connecting it
+	// takes the secondary's, the latest there is, which never reached
+	// "s4".
+	s.n[1].m.pr, s.n[1].m.prSet = nil, false
+	s.connect()
+	if got := string(s.n[1].m.PRState()); got != "s3" {
+		t.Fatalf("restarted primary holds %q, want the secondary's s3", got)
+	}
+	// Once it has its own, it keeps it and the secondary takes it.
+	if err := s.submitPR(1, "s5"); err != nil {
+		t.Fatal(err)
+	}
+	s.cut()
+	s.run()
+	s.connect()
+	if a, b := string(s.n[0].m.PRState()), string(s.n[1].m.PRState()); a != "s5" || b != "s5" {
+		t.Fatalf("after reconnecting: secondary %q, primary %q, want s5 on both", a, b)
+	}
 }
