@@ -86,12 +86,12 @@ type Node struct {
 	prEpoch atomic.Uint64
 	// discardPiece is the most one discard op spans, aligned to it.
 	discardPiece int64
-	metaq   chan metaJob
-	work    chan LocalIO
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
-	closed  atomic.Bool
-	stop    chan struct{}
+	metaq        chan metaJob
+	work         chan LocalIO
+	wg           sync.WaitGroup
+	cancel       context.CancelFunc
+	closed       atomic.Bool
+	stop         chan struct{}
 }
 
 type metaJob struct {
