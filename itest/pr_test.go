@@ -3,7 +3,11 @@ package itest
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +76,30 @@ func TestPersistThroughPowerLoss(t *testing.T) {
 	_, s = start()
 	if keys := readKeys(ctx, t, s); len(keys) != 0 {
 		t.Fatalf("after a restart without APTPL: keys %x, want none", keys)
+	}
+
+	// An admin clears what an initiator left behind: the registrant gets
+	// RESERVATIONS PREEMPTED, and the stored state goes too.
+	registerAPTPL(ctx, t, s, 0xA3, true)
+	file := filepath.Join(state, "itest-lun0.reservations")
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("APTPL state not stored: %v", err)
+	}
+	ctl := hastordtest.Hastorctl(t)
+	sock := filepath.Join(state, "hastord.sock")
+	if out, err := run(t, time.Minute, nil, ctl, "clear-reservations", "--socket", sock, "itest-lun0"); err == nil || !strings.Contains(out, "--yes") {
+		t.Fatalf("clear-reservations without --yes: %v\n%s", err, out)
+	}
+	mustRun(t, time.Minute, nil, ctl, "clear-reservations", "--yes", "--socket", sock, "itest-lun0")
+	err := s.TestUnitReady(ctx, 0)
+	var se *initiator.SCSIError
+	if !errors.As(err, &se) || len(se.Sense) < 14 || se.Sense[12] != 0x2A || se.Sense[13] != 0x03 {
+		t.Fatalf("after clear-reservations: %v, want UNIT ATTENTION 2Ah/03h", err)
+	}
+	if keys := readKeys(ctx, t, s); len(keys) != 0 {
+		t.Fatalf("after clear-reservations: keys %x", keys)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the stored state is still there: %v", err)
 	}
 }

@@ -15,6 +15,7 @@
 //	hastorctl status [--json] [--watch] [VOLUME_ID]
 //	hastorctl primary [--force] | secondary | connect [--discard-my-data] |
 //	          disconnect | verify | invalidate VOLUME_ID
+//	hastorctl clear-reservations --yes VOLUME_ID
 //
 // Passphrases are read from the terminal without echo, or from a key file
 // (--key-file FILE; "-" reads standard input): never from the command line.
@@ -58,22 +59,23 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"format":         {"[--size SIZE] [--key-file F] [--sector-size 512|4096] [--key-size 256|512] [--pbkdf argon2id|argon2i|pbkdf2] [--pbkdf-memory KiB] [--pbkdf-time N] [--iterations N] [--label L] [--yes] DEVICE", "make DEVICE a LUKS2 volume (aes-xts-plain64) with one passphrase", cmdFormat},
-	"add-key":        {"[--key-file F] [--new-key-file F] [--slot N] [pbkdf options] DEVICE | --volume VOLUME_ID", "add a passphrase; an existing one authorises it", cmdAddKey},
-	"change-key":     {"[--key-file F] [--new-key-file F] [pbkdf options] DEVICE | --volume VOLUME_ID", "replace a passphrase", cmdChangeKey},
-	"remove-key":     {"[--key-file F | --slot N] DEVICE | --volume VOLUME_ID", "remove the keyslot a passphrase opens, or slot N", cmdRemoveKey},
-	"header-backup":  {"DEVICE FILE | --volume VOLUME_ID FILE", "save the LUKS2 header and keyslots to FILE", cmdHeaderBackup},
-	"header-restore": {"[--yes] DEVICE FILE | --volume VOLUME_ID FILE", "write a header backup back to DEVICE", cmdHeaderRestore},
-	"dump":           {"DEVICE | --volume VOLUME_ID", "show the LUKS2 header (no key material)", cmdDump},
-	"erase":          {"[--yes] DEVICE | --volume VOLUME_ID", "crypto erase: destroy every keyslot, making the data unreadable", cmdErase},
-	"unlock":         {"[--config F | --socket S] [--key-file F] VOLUME_ID", "give a running hastord the passphrase of an encrypted LUN", cmdUnlock},
-	"status":         {"[--config F [--node N] | --socket S] [--json] [--watch [--interval D]] [VOLUME_ID]", "show hastord's LUNs, and replicated LUNs as drbdadm status does", cmdStatus},
-	"primary":        {"[--config F [--node N] | --socket S] [--force] VOLUME_ID", "make this node primary for a replicated LUN", replCommand(control.OpPrimary, "primary", false)},
-	"secondary":      {"[--config F [--node N] | --socket S] VOLUME_ID", "make this node secondary (waits for I/O in flight)", replCommand(control.OpSecondary, "secondary", false)},
-	"connect":        {"[--config F [--node N] | --socket S] [--discard-my-data --yes] VOLUME_ID", "connect to the peer (after disconnect, or to resolve a split brain)", replCommand(control.OpConnect, "connecting", false)},
-	"disconnect":     {"[--config F [--node N] | --socket S] VOLUME_ID", "stop replicating and stay StandAlone", replCommand(control.OpDisconnect, "disconnected", false)},
-	"verify":         {"[--config F [--node N] | --socket S] VOLUME_ID", "start an online verify: compare both copies and repair differences", replCommand(control.OpVerify, "verify started (hastorctl status shows its progress)", false)},
-	"invalidate":     {"[--config F [--node N] | --socket S] --yes VOLUME_ID", "discard this node's copy and resync it fully from the peer", replCommand(control.OpInvalidate, "invalidated: a full resync from the peer follows", true)},
+	"format":             {"[--size SIZE] [--key-file F] [--sector-size 512|4096] [--key-size 256|512] [--pbkdf argon2id|argon2i|pbkdf2] [--pbkdf-memory KiB] [--pbkdf-time N] [--iterations N] [--label L] [--yes] DEVICE", "make DEVICE a LUKS2 volume (aes-xts-plain64) with one passphrase", cmdFormat},
+	"add-key":            {"[--key-file F] [--new-key-file F] [--slot N] [pbkdf options] DEVICE | --volume VOLUME_ID", "add a passphrase; an existing one authorises it", cmdAddKey},
+	"change-key":         {"[--key-file F] [--new-key-file F] [pbkdf options] DEVICE | --volume VOLUME_ID", "replace a passphrase", cmdChangeKey},
+	"remove-key":         {"[--key-file F | --slot N] DEVICE | --volume VOLUME_ID", "remove the keyslot a passphrase opens, or slot N", cmdRemoveKey},
+	"header-backup":      {"DEVICE FILE | --volume VOLUME_ID FILE", "save the LUKS2 header and keyslots to FILE", cmdHeaderBackup},
+	"header-restore":     {"[--yes] DEVICE FILE | --volume VOLUME_ID FILE", "write a header backup back to DEVICE", cmdHeaderRestore},
+	"dump":               {"DEVICE | --volume VOLUME_ID", "show the LUKS2 header (no key material)", cmdDump},
+	"erase":              {"[--yes] DEVICE | --volume VOLUME_ID", "crypto erase: destroy every keyslot, making the data unreadable", cmdErase},
+	"unlock":             {"[--config F | --socket S] [--key-file F] VOLUME_ID", "give a running hastord the passphrase of an encrypted LUN", cmdUnlock},
+	"status":             {"[--config F [--node N] | --socket S] [--json] [--watch [--interval D]] [VOLUME_ID]", "show hastord's LUNs, and replicated LUNs as drbdadm status does", cmdStatus},
+	"primary":            {"[--config F [--node N] | --socket S] [--force] VOLUME_ID", "make this node primary for a replicated LUN", replCommand(control.OpPrimary, "primary", "")},
+	"secondary":          {"[--config F [--node N] | --socket S] VOLUME_ID", "make this node secondary (waits for I/O in flight)", replCommand(control.OpSecondary, "secondary", "")},
+	"connect":            {"[--config F [--node N] | --socket S] [--discard-my-data --yes] VOLUME_ID", "connect to the peer (after disconnect, or to resolve a split brain)", replCommand(control.OpConnect, "connecting", "")},
+	"disconnect":         {"[--config F [--node N] | --socket S] VOLUME_ID", "stop replicating and stay StandAlone", replCommand(control.OpDisconnect, "disconnected", "")},
+	"verify":             {"[--config F [--node N] | --socket S] VOLUME_ID", "start an online verify: compare both copies and repair differences", replCommand(control.OpVerify, "verify started (hastorctl status shows its progress)", "")},
+	"invalidate":         {"[--config F [--node N] | --socket S] --yes VOLUME_ID", "discard this node's copy and resync it fully from the peer", replCommand(control.OpInvalidate, "invalidated: a full resync from the peer follows", discardWarning)},
+	"clear-reservations": {"[--config F [--node N] | --socket S] --yes VOLUME_ID", "remove a LUN's persistent reservations and registrations (what a cluster left behind), where it is served", replCommand(control.OpClearReservations, "persistent reservations cleared", "This removes every persistent reservation and registration of %s: initiators that rely on them (cluster fencing) lose their protection.")},
 }
 
 func usage(w io.Writer) {
@@ -85,7 +87,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-15s %s\n", n, commands[n].help)
+		fmt.Fprintf(w, "  %-19s %s\n", n, commands[n].help)
 	}
 	fmt.Fprintln(w, "\nRun hastorctl COMMAND --help for its options.")
 }

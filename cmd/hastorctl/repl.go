@@ -7,8 +7,10 @@ import (
 	"hastor/internal/control"
 )
 
-// replCommand returns a command that sends op for one volume.
-func replCommand(op, verb string, destructive bool) func(ctx context.Context, args []string, st stdio) error {
+// replCommand returns a command that sends op for one volume and prints
+// verb. A non-empty warning (with %s for the volume) makes the command ask
+// for confirmation, or --yes.
+func replCommand(op, verb string, warning string) func(ctx context.Context, args []string, st stdio) error {
 	return func(ctx context.Context, args []string, st stdio) error {
 		fs := newFlagSet(op, st)
 		addr := daemonFlagsNode(fs)
@@ -19,15 +21,19 @@ func replCommand(op, verb string, destructive bool) func(ctx context.Context, ar
 		case control.OpConnect:
 			discard = fs.Bool("discard-my-data", false, "resolve a split brain by throwing this node's changes away: it becomes the sync target")
 		}
-		if destructive || op == control.OpConnect {
+		if warning != "" || op == control.OpConnect {
 			yes = fs.Bool("yes", false, "do not ask for confirmation")
 		}
 		if err := parseFlags(fs, args, 1); err != nil {
 			return err
 		}
 		vol := fs.Arg(0)
-		if destructive || discard != nil && *discard {
-			if err := confirm(st, *yes, fmt.Sprintf("This throws away the data of %s on this node; it is then copied from the peer.", vol)); err != nil {
+		msg := warning
+		if discard != nil && *discard {
+			msg = discardWarning
+		}
+		if msg != "" {
+			if err := confirm(st, *yes, fmt.Sprintf(msg, vol)); err != nil {
 				return err
 			}
 		}
@@ -60,3 +66,7 @@ func confirm(_ stdio, yes bool, what string) error {
 	}
 	return fmt.Errorf("%s Add --yes if you mean it", what)
 }
+
+// discardWarning is the confirmation text of the commands that throw this
+// node's copy of a replicated LUN away.
+const discardWarning = "This throws away the data of %s on this node; it is then copied from the peer."

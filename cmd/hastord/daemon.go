@@ -45,7 +45,10 @@ type lun struct {
 	wasReady   atomic.Bool       // the replicated device was ready at the last change
 }
 
-var _ control.Handler = (*daemon)(nil)
+var (
+	_ control.Handler            = (*daemon)(nil)
+	_ control.ReservationHandler = (*daemon)(nil)
+)
 
 // openLUN opens one LUN's backing store (and its LUKS2 header when it is
 // encrypted) and makes its logical unit.
@@ -187,6 +190,23 @@ func (l *lun) unlock(pass []byte) (int, error) {
 	}
 	l.lu.MediumReady()
 	return slot, nil
+}
+
+// ClearReservations implements control.ReservationHandler.
+func (d *daemon) ClearReservations(_ context.Context, volume string) error {
+	l, ok := d.luns[strings.ToLower(volume)]
+	if !ok {
+		return fmt.Errorf("no LUN has volume_id %q", volume)
+	}
+	err := l.lu.ClearReservations()
+	if errors.Is(err, scsi.ErrNotServed) {
+		return fmt.Errorf("%s is not served on this node (a replicated LUN's secondary, or a locked volume): run this where it is primary and ready", l.cfg.VolumeID)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", l.cfg.VolumeID, err)
+	}
+	l.log.Info("persistent reservations cleared through the control socket")
+	return nil
 }
 
 // Unlock implements control.Handler.

@@ -22,6 +22,10 @@ import (
 const (
 	OpUnlock = "unlock" // Request.Volume, Request.Passphrase
 	OpStatus = "status" // Response.Status
+	// OpClearReservations removes a LUN's persistent reservation
+	// registrations and reservation, as PERSISTENT RESERVE OUT CLEAR
+	// would (ReservationHandler). Request.Volume.
+	OpClearReservations = "clear-reservations"
 
 	// Replicated LUNs (ReplicationHandler); each takes Request.Volume.
 	OpPrimary    = "primary"    // Request.Force
@@ -204,6 +208,12 @@ type Handler interface {
 	Status(ctx context.Context) (Status, error)
 }
 
+// ReservationHandler carries out OpClearReservations. A Handler that does
+// not implement it answers it with an error.
+type ReservationHandler interface {
+	ClearReservations(ctx context.Context, volume string) error
+}
+
 // ReplicationHandler carries out the replication requests. A Handler that
 // does not implement it answers them with an error.
 type ReplicationHandler interface {
@@ -341,6 +351,15 @@ func handle(ctx context.Context, h Handler, req *Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{Status: &st}
+	case OpClearReservations:
+		rh, ok := h.(ReservationHandler)
+		if !ok || req.Volume == "" {
+			return Response{Error: req.Op + " needs a volume"}
+		}
+		if err := rh.ClearReservations(ctx, req.Volume); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{}
 	case OpPrimary, OpSecondary, OpConnect, OpDisconnect, OpVerify, OpInvalidate:
 		rh, ok := h.(ReplicationHandler)
 		if !ok {

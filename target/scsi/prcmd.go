@@ -2,6 +2,7 @@ package scsi
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -79,43 +80,26 @@ func (lu *LU) execPROut(n *Nexus, cmd *Command, data []byte) Response {
 	if e := lu.prNotHere(); e.failed() {
 		return lu.fail(e)
 	}
-	lu.prMu.Lock()
-	defer lu.prMu.Unlock()
-	if lu.prStore != nil && lu.prStore.PREpoch() != lu.prEpoch.Load() {
-		lu.syncPRLocked() // the volume was taken over since Execute looked
-	}
-	var cur prState
-	if p := lu.pr.Load(); p != nil {
-		cur = *p
-	}
-	nxt, out := cur.step(req)
-	if state, save := lu.prToStore(&cur, &nxt); save && !out.conflict && !out.err.failed() {
-		if err := lu.prStore.SavePR(state); err != nil {
-			lu.log.Error("scsi: storing persistent reservations failed", "volume", lu.cfg.VolumeID, "err", err)
-			if lu.medium != nil {
-				if rerr := lu.medium.Ready(); rerr != nil {
-					return lu.fail(mediumSense(rerr))
-				}
+	out, err := lu.transitionPR(func(cur prState) (prState, prOutcome) { return cur.step(req) })
+	if err != nil {
+		lu.log.Error("scsi: storing persistent reservations failed", "volume", lu.cfg.VolumeID, "err", err)
+		if lu.medium != nil {
+			if rerr := lu.medium.Ready(); rerr != nil {
+				return lu.fail(mediumSense(rerr))
 			}
-			return lu.fail(errInternal)
 		}
+		return lu.fail(errInternal)
 	}
-	lu.mu.Lock()
 	var abort []*Nexus
-	if !out.conflict && !out.err.failed() {
-		lu.pr.Store(&nxt)
-		for _, ua := range out.uas {
-			lu.establishForLocked(ua.nexus, ua.asc)
-		}
-		if req.sa == proutPreemptAbort {
-			for an := range lu.mu.itls {
-				if slices.Contains(out.preempted, an.key()) {
-					abort = append(abort, an)
-				}
+	if req.sa == proutPreemptAbort && len(out.preempted) > 0 {
+		lu.mu.Lock()
+		for an := range lu.mu.itls {
+			if slices.Contains(out.preempted, an.key()) {
+				abort = append(abort, an)
 			}
 		}
+		lu.mu.Unlock()
 	}
-	lu.mu.Unlock()
 	switch {
 	case out.conflict:
 		return Response{Status: StatusReservationConflict}
@@ -268,6 +252,71 @@ func iscsiTransportID(k nexusKey) []byte {
 	binary.BigEndian.PutUint16(b[2:4], uint16(n))
 	copy(b[4:], name)
 	return b
+}
+
+// ErrNotServed is returned by admin operations on an LU whose Medium is
+// not ready (a replicated volume's secondary: act where it is primary).
+var ErrNotServed = errors.New("scsi: the logical unit is not served here")
+
+// ClearReservations removes every persistent reservation registration and
+// the reservation, as PERSISTENT RESERVE OUT CLEAR from an initiator would
+// (the registrants get UNIT ATTENTION RESERVATIONS PREEMPTED): for an
+// admin to remove what a cluster left behind. It stores the change like a
+// command does, and fails with ErrNotServed where the state may be stale.
+func (lu *LU) ClearReservations() error {
+	if lu.absent {
+		return ErrNotServed
+	}
+	if e := lu.prNotHere(); e.failed() {
+		return ErrNotServed
+	}
+	var cleared prState
+	_, err := lu.transitionPR(func(cur prState) (prState, prOutcome) {
+		cleared = cur
+		if cur.empty() {
+			return cur, prOutcome{}
+		}
+		return prState{generation: cur.generation + 1}, prOutcome{uas: cur.uaAllBut(nexusKey{}, ascReservationsPreempted, nil)}
+	})
+	if err != nil {
+		return fmt.Errorf("storing persistent reservations: %w", err)
+	}
+	if !cleared.empty() {
+		lu.log.Info("scsi: persistent reservations cleared by an admin", "volume", lu.cfg.VolumeID,
+			"registrations", len(cleared.regs), "reserved", cleared.held)
+	}
+	return nil
+}
+
+// transitionPR changes the persistent reservation state under prMu: it
+// brings the state up to date with the PRStore (the volume may have been
+// taken over since Execute looked), f computes the next state from it, and
+// unless f refuses (conflict or error) the new state is stored and then
+// published with the unit attentions f produced. An error is the store's:
+// nothing changed.
+func (lu *LU) transitionPR(f func(cur prState) (prState, prOutcome)) (prOutcome, error) {
+	lu.prMu.Lock()
+	defer lu.prMu.Unlock()
+	if lu.prStore != nil && lu.prStore.PREpoch() != lu.prEpoch.Load() {
+		lu.syncPRLocked()
+	}
+	cur := lu.prSnapshot()
+	nxt, out := f(cur)
+	if out.conflict || out.err.failed() {
+		return out, nil
+	}
+	if state, save := lu.prToStore(&cur, &nxt); save {
+		if err := lu.prStore.SavePR(state); err != nil {
+			return out, err
+		}
+	}
+	lu.mu.Lock()
+	lu.pr.Store(&nxt)
+	for _, ua := range out.uas {
+		lu.establishForLocked(ua.nexus, ua.asc)
+	}
+	lu.mu.Unlock()
+	return out, nil
 }
 
 // Reservations is an LU's persistent reservation state as an admin sees

@@ -194,3 +194,37 @@ func TestPersistThroughPowerLoss_SPC4(t *testing.T) {
 	p[20] = 0x01
 	expectInvalidParam(t, run(t, mem, newNexus(t, mem), c, p), 20, 0)
 }
+
+// An admin's ClearReservations: like PERSISTENT RESERVE OUT CLEAR from
+// nobody, stored like a command's change; refused where the Medium is not
+// ready (the state there may be stale).
+func TestClearReservations(t *testing.T) {
+	store := &memPRStore{}
+	dev := &lockedDev{Mem: blockdev.NewMem(1<<20, 512)}
+	dev.ready.Store(true)
+	lu := newTestLU(t, withDev(dev), func(c *LUConfig) { c.PRStore = store })
+	a, b := newNexus(t, lu), newNexus(t, lu)
+	for _, n := range []*Nexus{a, b} {
+		c, p := cdbPROut(proutRegisterIgnore, 0, 0, 0xA)
+		expectGood(t, run(t, lu, n, c, p))
+	}
+	c, p := cdbPROut(proutReserve, prExclusiveAccessAll, 0xA, 0)
+	expectGood(t, run(t, lu, a, c, p))
+	if err := lu.ClearReservations(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Nexus{a, b} {
+		expectSense(t, run(t, lu, n, cdb6(opTestUnitReady), nil), SenseUnitAttention, ascReservationsPreempted)
+	}
+	if _, ok := lu.Reservations(); ok || store.saves != 4 {
+		t.Fatalf("after clearing: reservations left, or %d saves (want 4)", store.saves)
+	}
+	expectGood(t, run(t, lu, b, cdbRW(opWrite10, 0, 1, 0), pattern(512, 1)))
+	if err := lu.ClearReservations(); err != nil || store.saves != 4 {
+		t.Fatalf("clearing nothing: %v, %d saves", err, store.saves)
+	}
+	dev.ready.Store(false)
+	if err := lu.ClearReservations(); !errors.Is(err, ErrNotServed) {
+		t.Fatalf("on a Medium that is not ready: %v", err)
+	}
+}
