@@ -647,12 +647,14 @@ func (lu *LU) Execute(ctx context.Context, n *Nexus, cmd *Command, data []byte) 
 	// A Medium that is not ready (an ALUA standby port, a locked volume)
 	// answers NOT READY before reservations are considered: the state this
 	// LU holds may be stale until the Medium is ready (syncPR).
-	if lu.medium != nil && cmd.kind.needsMedium() {
-		if err := lu.medium.Ready(); err != nil {
-			return lu.fail(mediumNotReady(it, err))
-		}
+	var notReady error
+	if lu.medium != nil {
+		notReady = lu.medium.Ready()
 	}
-	if lu.prStore != nil && (lu.medium == nil || lu.medium.Ready() == nil) {
+	if notReady != nil && cmd.kind.needsMedium() {
+		return lu.fail(mediumNotReady(it, notReady))
+	}
+	if lu.prStore != nil && notReady == nil {
 		lu.syncPR()
 	}
 	if lu.reservationConflict(n, cmd) {
